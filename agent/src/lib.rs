@@ -1,0 +1,5 @@
+//! The Caidan on-device agent.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod token;

@@ -1,0 +1,1 @@
+//! Everything that crosses the wire between touchpoints and the cloud. Not built out yet.
