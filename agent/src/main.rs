@@ -1,1 +1,325 @@
-fn main() {}
+//! `caidan-agent`: the on-device agent and its maintenance commands.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use caidan_agent::catalogue::Catalogue;
+use caidan_agent::clock::{Clock, SystemClock};
+use caidan_agent::config::{self, AgentConfig};
+use caidan_agent::runtime::{self, RunOptions};
+use caidan_agent::store::Reader;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::Notify;
+
+#[derive(Parser)]
+#[command(
+    name = "caidan-agent",
+    version,
+    about = "Caidan touchpoint agent: eggs, claims and the outbox"
+)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Agent config (TOML). Without it, the bundled demo config.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data folder holding the store; overrides `store.dir` of the config.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+impl Target {
+    fn load(&self) -> Result<(AgentConfig, PathBuf)> {
+        let cfg = match &self.config {
+            Some(p) => AgentConfig::load(p)?,
+            None => AgentConfig::demo(),
+        };
+        let data = self.data.clone().unwrap_or_else(|| cfg.store.dir.clone());
+        Ok((cfg, data))
+    }
+
+    fn reader(&self) -> Result<Reader> {
+        let (_, data) = self.load()?;
+        Ok(Reader::open(&runtime::store_path(&data))?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: HTTP API, egg pages, store.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Listen address; overrides `http.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Offer catalogue maintenance.
+    Offers {
+        #[command(subcommand)]
+        command: OffersCommand,
+    },
+    /// Claims held by this device.
+    Claims {
+        #[command(subcommand)]
+        command: ClaimsCommand,
+    },
+    /// The outbox of events waiting for the data bank.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Validate an agent config file and exit.
+    CheckConfig { file: PathBuf },
+    /// Print the `sha256:` form of a staff token for the config's `staff.tokens`.
+    HashStaffToken { token: String },
+}
+
+#[derive(Subcommand)]
+enum OffersCommand {
+    /// Validate a catalogue (JSON) whole and import it; a bad file changes nothing.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClaimsCommand {
+    /// List the most recent claims.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Depth, sequence range and event types of the outbox.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    match cli.command {
+        Command::Run { target, listen } => run(target, listen),
+        Command::Offers {
+            command: OffersCommand::Import { file, target },
+        } => import(&file, &target),
+        Command::Claims {
+            command:
+                ClaimsCommand::List {
+                    target,
+                    limit,
+                    json,
+                },
+        } => {
+            let claims = target.reader()?.claims(limit)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                for c in claims {
+                    writeln!(out, "{}", serde_json::to_string(&c)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<10} {:<24} {:<18} {:<12} {:<25} REDEEMED",
+                    "CODE", "OFFER", "BRAND", "KIND", "CREATED"
+                )?;
+                for c in claims {
+                    let at = |ms: i64| {
+                        jiff::Timestamp::from_millisecond(ms)
+                            .map(|t| t.to_string())
+                            .unwrap_or_default()
+                    };
+                    let redeemed = c.redeemed_ms.map(at).unwrap_or_else(|| "-".into());
+                    writeln!(
+                        out,
+                        "{:<10} {:<24} {:<18} {:<12} {:<25} {redeemed}",
+                        c.claim_code,
+                        c.offer_id,
+                        c.brand,
+                        c.kind,
+                        at(c.created_ms)
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        Command::Outbox {
+            command: OutboxCommand::Stats { target, json },
+        } => {
+            let s = target.reader()?.outbox_stats()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("epoch:     {}", s.epoch);
+                println!("depth:     {} events ({} bytes)", s.depth, s.bytes);
+                println!(
+                    "sequence:  {} .. {}",
+                    s.first_seq
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    s.last_seq
+                );
+                for (t, n) in s.by_type {
+                    println!("  {t:<24} {n}");
+                }
+            }
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let cfg = AgentConfig::load(&file)?;
+            if let Some(cat) = &cfg.catalogue {
+                let c = runtime::read_catalogue(cat)?;
+                println!(
+                    "{}: catalogue {} ok ({} offers)",
+                    file.display(),
+                    cat.display(),
+                    c.offers.len()
+                );
+            }
+            println!(
+                "{}: ok (device {}, scene {}, profile {})",
+                file.display(),
+                cfg.device.id,
+                cfg.device.scene,
+                cfg.device.profile
+            );
+            Ok(())
+        }
+        Command::HashStaffToken { token } => {
+            println!("{}", config::hash_staff_token(&token));
+            Ok(())
+        }
+    }
+}
+
+fn import(file: &Path, target: &Target) -> Result<()> {
+    // Validate the whole file before the store is even opened: a bad file changes nothing.
+    let catalogue = runtime::read_catalogue(file)?;
+    let (cfg, data) = target.load()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let (writer, thread) = runtime::open_writer(&cfg, &data, clock, Arc::new(Notify::new()))?;
+    let summary = writer.import_blocking(catalogue)?;
+    drop(writer);
+    let _ = thread.join();
+    println!(
+        "imported catalogue v{} into {}: {} offers, {} segments, {} new SKUs",
+        summary.version,
+        runtime::store_path(&data).display(),
+        summary.offers,
+        summary.segments,
+        summary.new_skus
+    );
+    Ok(())
+}
+
+fn run(target: Target, listen: Option<SocketAddr>) -> Result<()> {
+    let (cfg, data_dir) = target.load()?;
+    let catalogue = match (&target.config, &cfg.catalogue) {
+        (None, _) => Some(Catalogue::from_json(
+            config::DEMO_CATALOGUE,
+            "demo/catalogue.json",
+        )?),
+        (Some(_), Some(path)) => Some(runtime::read_catalogue(path).with_context(|| {
+            format!(
+                "catalogue named by {}",
+                target
+                    .config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?),
+        (Some(_), None) => None,
+    };
+    let listen = listen.unwrap_or(cfg.http.listen);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let opts = RunOptions {
+            config: cfg.clone(),
+            catalogue,
+            data_dir: data_dir.clone(),
+            listen,
+        };
+        let running = runtime::start(opts, clock.clone()).await?;
+        let link = format!(
+            "{}/e/{}",
+            cfg.http
+                .public_url
+                .as_deref()
+                .unwrap_or(&running.base_url)
+                .trim_end_matches('/'),
+            running.tokens.issue(clock.now_ms())
+        );
+        println!(
+            "caidan-agent {} ({}, {}) listening on {}",
+            cfg.device.id, cfg.device.scene, cfg.device.profile, running.base_url
+        );
+        println!("screen:   {}/", running.base_url);
+        println!(
+            "egg link: {link}  (rotates every {} s; the screen page always shows the current one)",
+            cfg.qr.rotation_secs
+        );
+        println!("store:    {}", runtime::store_path(&data_dir).display());
+        std::io::stdout().flush()?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

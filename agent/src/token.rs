@@ -75,7 +75,9 @@ impl TokenSigner {
 
     /// The window a wall-clock instant falls in.
     pub fn window_at(&self, now_ms: i64) -> i64 {
-        now_ms.div_euclid(1000).div_euclid(i64::from(self.rotation_secs))
+        now_ms
+            .div_euclid(1000)
+            .div_euclid(i64::from(self.rotation_secs))
     }
 
     /// Milliseconds until the token issued at `now_ms` is replaced on screen.
@@ -153,7 +155,11 @@ mod tests {
     const T0: i64 = 1_790_000_000_000;
 
     fn signer() -> TokenSigner {
-        TokenSigner::new("cinema-01", b"0123456789abcdef0123456789abcdef".to_vec(), 30)
+        TokenSigner::new(
+            "cinema-01",
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            30,
+        )
     }
 
     #[test]
@@ -161,7 +167,10 @@ mod tests {
         let s = signer();
         let t = s.issue(T0);
         assert!(s.verify(&t, T0).is_ok());
-        assert!(s.verify(&t, T0 + 30_000).is_ok(), "previous window still accepted");
+        assert!(
+            s.verify(&t, T0 + 30_000).is_ok(),
+            "previous window still accepted"
+        );
         assert_eq!(s.verify(&t, T0 + 60_000), Err(TokenError::Stale));
         assert_eq!(s.verify(&t, T0 - 30_000), Err(TokenError::NotYetValid));
     }
@@ -169,10 +178,18 @@ mod tests {
     #[test]
     fn rejects_other_device_forged_and_garbled() {
         let s = signer();
-        let other = TokenSigner::new("cinema-02", b"0123456789abcdef0123456789abcdef".to_vec(), 30);
+        let other = TokenSigner::new(
+            "cinema-02",
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            30,
+        );
         assert_eq!(s.verify(&other.issue(T0), T0), Err(TokenError::OtherDevice));
 
-        let wrong_key = TokenSigner::new("cinema-01", b"another-secret-another-secret-xx".to_vec(), 30);
+        let wrong_key = TokenSigner::new(
+            "cinema-01",
+            b"another-secret-another-secret-xx".to_vec(),
+            30,
+        );
         assert_eq!(s.verify(&wrong_key.issue(T0), T0), Err(TokenError::Forged));
 
         // A valid signature moved to another window is a forgery.
@@ -181,9 +198,19 @@ mod tests {
         let w: i64 = parts[1].parse().unwrap();
         let moved = (w + 1).to_string();
         parts[1] = &moved;
-        assert_eq!(s.verify(&parts.join("."), T0 + 30_000), Err(TokenError::Forged));
+        assert_eq!(
+            s.verify(&parts.join("."), T0 + 30_000),
+            Err(TokenError::Forged)
+        );
 
-        for bad in ["", "a.b", "cinema-01.x.AAAA", "cinema-01.1.%%%", "a.b.c.d", &"x".repeat(500)] {
+        for bad in [
+            "",
+            "a.b",
+            "cinema-01.x.AAAA",
+            "cinema-01.1.%%%",
+            "a.b.c.d",
+            &"x".repeat(500),
+        ] {
             assert_eq!(s.verify(bad, T0), Err(TokenError::Garbled), "{bad:?}");
         }
     }

@@ -1,0 +1,393 @@
+//! The offer catalogue: offers, shopper segments and initial stock, as the cloud sends them.
+//!
+//! A catalogue is validated whole before anything is stored: one bad offer rejects the file,
+//! and the error names the offer, the field and the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use caidan_profiles::Scene;
+use jiff::Timestamp;
+use jiff::civil::Time;
+use serde::{Deserialize, Serialize};
+
+/// Largest catalogue accepted, in offers; bounds memory on small devices.
+pub const MAX_OFFERS: usize = 50_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Monotonic version set by the publisher.
+    #[serde(default)]
+    pub version: u64,
+    pub offers: Vec<Offer>,
+    /// Segment tags per hashed shopper id.
+    #[serde(default)]
+    pub segments: BTreeMap<String, Vec<String>>,
+    /// Initial stock per SKU; only applied to SKUs the device does not track yet.
+    #[serde(default)]
+    pub stock: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferKind {
+    Coupon,
+    FreeSample,
+    Discount,
+    Content,
+}
+
+impl OfferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferKind::Coupon => "coupon",
+            OfferKind::FreeSample => "free_sample",
+            OfferKind::Discount => "discount",
+            OfferKind::Content => "content",
+        }
+    }
+
+    /// Content eggs are brand stories: nothing to redeem.
+    pub fn redeemable(self) -> bool {
+        self != OfferKind::Content
+    }
+}
+
+/// What a touchpoint must have for an offer to be shown there.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    Dispenser,
+    Printer,
+    Keypad,
+    Touch,
+    BarcodeScanner,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pacing {
+    /// Hand out as fast as shoppers come.
+    #[default]
+    Asap,
+    /// Spread the daily quota over the day, weighted by the scene's hourly traffic.
+    Even,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Text {
+    #[serde(default)]
+    pub zh: String,
+    #[serde(default)]
+    pub en: String,
+}
+
+/// A local-time slice of the day; `end` before `start` wraps past midnight.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Daypart {
+    pub start: Time,
+    pub end: Time,
+}
+
+impl Daypart {
+    pub fn contains(&self, t: Time) -> bool {
+        if self.start <= self.end {
+            self.start <= t && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub total: Option<u32>,
+    pub per_device_per_day: Option<u32>,
+    pub per_shopper: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    pub id: String,
+    pub brand: String,
+    pub kind: OfferKind,
+    pub title: Text,
+    #[serde(default)]
+    pub description: Text,
+    pub valid_from: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+    /// Empty means all day.
+    #[serde(default)]
+    pub dayparts: Vec<Daypart>,
+    /// Empty means every scene.
+    #[serde(default)]
+    pub scenes: Vec<Scene>,
+    /// Empty means every region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Empty means every shopper; otherwise the shopper needs one of these tags.
+    #[serde(default)]
+    pub segments: Vec<String>,
+    #[serde(default)]
+    pub requires: Vec<Capability>,
+    /// The product a free sample dispenses; required for `free_sample`.
+    pub sku: Option<String>,
+    #[serde(default)]
+    pub quota: Quota,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub pacing: Pacing,
+    /// How long a claim stays redeemable.
+    #[serde(default = "default_claim_ttl_hours")]
+    pub claim_ttl_hours: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_claim_ttl_hours() -> u32 {
+    72
+}
+
+/// Why a catalogue was refused; nothing of it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("{origin}: not a valid catalogue: {source}")]
+    Parse {
+        origin: String,
+        source: serde_json::Error,
+    },
+    #[error("{origin}: offers[{index}] ({id}): {field}: {reason}")]
+    Offer {
+        origin: String,
+        index: usize,
+        id: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("{origin}: {field}: {reason}")]
+    Field {
+        origin: String,
+        field: String,
+        reason: String,
+    },
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+impl Catalogue {
+    /// Parses and validates catalogue JSON; `origin` names the file in errors.
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, CatalogueError> {
+        let cat: Catalogue =
+            serde_json::from_str(text).map_err(|source| CatalogueError::Parse {
+                origin: origin.to_owned(),
+                source,
+            })?;
+        cat.validate(origin)?;
+        Ok(cat)
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<(), CatalogueError> {
+        let field = |field: String, reason: String| CatalogueError::Field {
+            origin: origin.to_owned(),
+            field,
+            reason,
+        };
+        if self.offers.is_empty() {
+            return Err(field(
+                "offers".into(),
+                "must hold at least one offer".into(),
+            ));
+        }
+        if self.offers.len() > MAX_OFFERS {
+            return Err(field(
+                "offers".into(),
+                format!("{} offers, at most {MAX_OFFERS} allowed", self.offers.len()),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (index, offer) in self.offers.iter().enumerate() {
+            let bad = |field: &'static str, reason: String| CatalogueError::Offer {
+                origin: origin.to_owned(),
+                index,
+                id: offer.id.clone(),
+                field,
+                reason,
+            };
+            if !valid_id(&offer.id) {
+                return Err(bad(
+                    "id",
+                    "1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into(),
+                ));
+            }
+            if !seen.insert(offer.id.as_str()) {
+                return Err(bad("id", "appears twice in the catalogue".into()));
+            }
+            if !valid_id(&offer.brand) {
+                return Err(bad(
+                    "brand",
+                    "1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into(),
+                ));
+            }
+            if offer.title.zh.trim().is_empty() && offer.title.en.trim().is_empty() {
+                return Err(bad("title", "needs Chinese or English text".into()));
+            }
+            if offer.title.zh.len() > 200 || offer.title.en.len() > 200 {
+                return Err(bad("title", "longer than 200 bytes".into()));
+            }
+            if let (Some(from), Some(until)) = (offer.valid_from, offer.valid_until)
+                && from >= until
+            {
+                return Err(bad(
+                    "valid_until",
+                    format!("{until} is not after valid_from {from}"),
+                ));
+            }
+            for dp in &offer.dayparts {
+                if dp.start == dp.end {
+                    return Err(bad(
+                        "dayparts",
+                        format!("empty daypart {}-{}", dp.start, dp.end),
+                    ));
+                }
+            }
+            if offer.weight == 0 || offer.weight > 1_000_000 {
+                return Err(bad(
+                    "weight",
+                    format!("must be 1..=1000000, got {}", offer.weight),
+                ));
+            }
+            if offer.claim_ttl_hours == 0 || offer.claim_ttl_hours > 24 * 366 {
+                return Err(bad("claim_ttl_hours", "must be 1..=8784".into()));
+            }
+            let q = offer.quota;
+            for (name, v) in [
+                ("quota.total", q.total),
+                ("quota.per_device_per_day", q.per_device_per_day),
+                ("quota.per_shopper", q.per_shopper),
+            ] {
+                if v == Some(0) {
+                    return Err(bad(
+                        name,
+                        "0 would never hand the offer out; omit the offer".into(),
+                    ));
+                }
+            }
+            if offer.pacing == Pacing::Even && q.per_device_per_day.is_none() {
+                return Err(bad(
+                    "pacing",
+                    "even pacing needs quota.per_device_per_day".into(),
+                ));
+            }
+            match (offer.kind, &offer.sku) {
+                (OfferKind::FreeSample, None) => {
+                    return Err(bad(
+                        "sku",
+                        "a free_sample needs the SKU it dispenses".into(),
+                    ));
+                }
+                (OfferKind::FreeSample, Some(sku)) if !valid_id(sku) => {
+                    return Err(bad(
+                        "sku",
+                        "1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into(),
+                    ));
+                }
+                (OfferKind::FreeSample, Some(_))
+                    if !offer.requires.contains(&Capability::Dispenser) =>
+                {
+                    return Err(bad(
+                        "requires",
+                        "a free_sample must require the dispenser".into(),
+                    ));
+                }
+                _ => {}
+            }
+            for r in &offer.regions {
+                if r.trim().is_empty() {
+                    return Err(bad("regions", "empty region name".into()));
+                }
+            }
+        }
+        for (shopper, tags) in &self.segments {
+            if shopper.len() != 32 || !shopper.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(field(
+                    format!("segments.{shopper}"),
+                    "keys are hashed shopper ids (32 hex digits)".into(),
+                ));
+            }
+            if tags.iter().any(|t| t.trim().is_empty()) {
+                return Err(field(format!("segments.{shopper}"), "empty tag".into()));
+            }
+        }
+        for (sku, qty) in &self.stock {
+            if !valid_id(sku) {
+                return Err(field(format!("stock.{sku}"), "not a valid SKU".into()));
+            }
+            if *qty < 0 {
+                return Err(field(
+                    format!("stock.{sku}"),
+                    format!("negative stock {qty}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const DEMO: &str = include_str!("../demo/catalogue.json");
+
+    #[test]
+    fn demo_catalogue_is_valid() {
+        let cat = Catalogue::from_json(DEMO, "demo").unwrap();
+        assert!(cat.offers.len() >= 5);
+    }
+
+    #[test]
+    fn one_bad_offer_rejects_the_whole_catalogue_with_its_name() {
+        let mut v: serde_json::Value = serde_json::from_str(DEMO).unwrap();
+        v["offers"][2]["weight"] = 0.into();
+        let err = Catalogue::from_json(&v.to_string(), "bad.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.json") && err.contains("offers[2]") && err.contains("weight"),
+            "{err}"
+        );
+
+        let mut v: serde_json::Value = serde_json::from_str(DEMO).unwrap();
+        v["offers"][0]["colour"] = "red".into();
+        let err = Catalogue::from_json(&v.to_string(), "bad.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field") && err.contains("colour"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dayparts_wrap_midnight() {
+        let late = Daypart {
+            start: Time::constant(22, 0, 0, 0),
+            end: Time::constant(2, 0, 0, 0),
+        };
+        assert!(late.contains(Time::constant(23, 30, 0, 0)));
+        assert!(late.contains(Time::constant(1, 0, 0, 0)));
+        assert!(!late.contains(Time::constant(12, 0, 0, 0)));
+    }
+}

@@ -1,0 +1,35 @@
+//! HTML pages, filled from templates in `assets/`. Plain pages with a little JS: they must
+//! load fast on a phone over a venue's Wi-Fi with no framework.
+
+const EGG: &str = include_str!("../../assets/egg.html");
+const SCREEN: &str = include_str!("../../assets/screen.html");
+const ERROR: &str = include_str!("../../assets/error.html");
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn egg_page(token: &str) -> String {
+    EGG.replace("{{TOKEN}}", &escape(token))
+}
+
+pub fn screen_page(device: &str, rotation_secs: u32) -> String {
+    SCREEN
+        .replace("{{DEVICE}}", &escape(device))
+        .replace("{{ROTATION}}", &rotation_secs.to_string())
+}
+
+pub fn error_page(message: &str) -> String {
+    ERROR.replace("{{MESSAGE}}", &escape(message))
+}

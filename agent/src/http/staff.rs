@@ -1,0 +1,103 @@
+//! Staff endpoints: redeeming claims. Bearer tokens are checked against hashes in config.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::claim::normalise_code;
+use crate::store::RedeemRefusal;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    code: String,
+}
+
+fn require_staff(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(t) if state.staff.accepts(t.trim()) => Ok(()),
+        Some(_) => {
+            state.metrics.rejection("staff_unauthorized");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "staff_unauthorized",
+                "staff token not recognised",
+            ))
+        }
+        None => {
+            state.metrics.rejection("staff_unauthorized");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "staff_unauthorized",
+                "staff endpoints need Authorization: Bearer <staff token>",
+            ))
+        }
+    }
+}
+
+/// `POST /api/v1/redemptions`: redeems a claim at most once.
+pub async fn redeem(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RedeemRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_staff(&state, &headers)?;
+    let Json(req) = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let Some(code) = normalise_code(&req.code) else {
+        state.metrics.rejection("code_malformed");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "code_malformed",
+            "a claim code is 8 letters and digits",
+        ));
+    };
+    match state
+        .writer
+        .redeem(code)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(r) => {
+            state.metrics.redemption();
+            let at = jiff::Timestamp::from_millisecond(r.redeemed_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            Ok((
+                StatusCode::OK,
+                Json(json!({
+                    "redeemed": true,
+                    "claim_code": r.claim.claim_code,
+                    "offer": { "id": r.claim.offer_id, "kind": r.claim.kind, "title": r.claim.title },
+                    "brand": r.claim.brand,
+                    "redeemed_at": at,
+                })),
+            ))
+        }
+        Err(refusal) => {
+            state.metrics.rejection(refusal.reason());
+            let status = match refusal {
+                RedeemRefusal::UnknownCode => StatusCode::NOT_FOUND,
+                RedeemRefusal::AlreadyRedeemed => StatusCode::CONFLICT,
+                RedeemRefusal::Expired => StatusCode::GONE,
+                RedeemRefusal::NotRedeemable => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            Err(ApiError::new(status, refusal.reason(), refusal.to_string()))
+        }
+    }
+}
+
+/// `GET /api/v1/claims/public-key`: the key a POS verifies claim tokens with offline.
+pub async fn public_key(State(state): State<AppState>) -> Json<Value> {
+    Json(
+        json!({ "device": &*state.device, "algorithm": "ed25519", "public_key": state.claims.public_key_hex() }),
+    )
+}

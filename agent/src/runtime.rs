@@ -1,0 +1,223 @@
+//! Assembles a running agent from its config: store writer, HTTP server, impression
+//! flushing, and a single shutdown signal that reaches each of them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::catalogue::{Capability, Catalogue, CatalogueError};
+use crate::claim::ClaimSigner;
+use crate::clock::Clock;
+use crate::config::{AgentConfig, StaffTokens};
+use crate::engine::Touchpoint;
+use crate::http::{self, AppState, Impressions, Metrics};
+use crate::shopper::ShopperHasher;
+use crate::store::writer::Writer;
+use crate::store::{StoreError, WriterHandle, state_identity};
+use crate::token::TokenSigner;
+
+/// File name of the agent store inside the data folder.
+pub const STORE_FILE: &str = "agent.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error("cannot create data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The store path for a data folder.
+pub fn store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(STORE_FILE)
+}
+
+/// What the device's firmware profile lets offers require.
+pub fn touchpoint(cfg: &AgentConfig) -> Touchpoint {
+    let profile = cfg.profile();
+    let capabilities = profile
+        .capabilities()
+        .into_iter()
+        .filter_map(|c| {
+            serde_json::from_value::<Capability>(serde_json::Value::String(c.to_string())).ok()
+        })
+        .collect();
+    Touchpoint {
+        device: cfg.device.id.clone(),
+        scene: cfg.device.scene,
+        region: cfg.device.region.clone(),
+        capabilities,
+    }
+}
+
+/// Reads and validates a catalogue file.
+pub fn read_catalogue(path: &Path) -> Result<Catalogue, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Catalogue::from_json(&text, &path.display().to_string())?)
+}
+
+/// Opens the store of `cfg` under `data_dir` and starts its writer.
+pub fn open_writer(
+    cfg: &AgentConfig,
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+) -> Result<(WriterHandle, std::thread::JoinHandle<()>), AgentError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| AgentError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let identity = state_identity(
+        cfg.device.fleet.clone(),
+        touchpoint(cfg),
+        &cfg.device.timezone,
+    );
+    Ok(Writer::spawn(&store_path(data_dir), identity, clock, wake)?)
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: AgentConfig,
+    /// Catalogue to import at start when newer than the stored one (or none is stored).
+    pub catalogue: Option<Catalogue>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+}
+
+/// A started agent.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub writer: WriterHandle,
+    pub tokens: TokenSigner,
+    /// Notified after every commit that added outbox events (the uplink listens).
+    pub wake: Arc<Notify>,
+    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    flusher: tokio::task::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops serving, stores the last impression counts, and waits for the writer to finish.
+    pub async fn shutdown(self) -> Result<(), AgentError> {
+        let _ = self.stop.send(true);
+        let served = self.server.await;
+        let _ = self.flusher.await;
+        drop(self.writer);
+        let _ = tokio::task::spawn_blocking(move || self.writer_thread.join()).await;
+        match served {
+            Ok(Err(e)) => Err(AgentError::Serve(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Starts the agent; returns once it is listening.
+pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, AgentError> {
+    let cfg = &opts.config;
+    let wake = Arc::new(Notify::new());
+    let (writer, writer_thread) = open_writer(cfg, &opts.data_dir, clock.clone(), wake.clone())?;
+    if let Some(cat) = opts.catalogue.clone() {
+        let stored = writer.catalogue_version();
+        let offers_stored = crate::store::Reader::open(&store_path(&opts.data_dir))?
+            .count(crate::store::read::Table::Offers)?;
+        if offers_stored == 0 || cat.version as i64 > stored {
+            let summary = writer.import(cat).await?;
+            tracing::info!(
+                version = summary.version,
+                offers = summary.offers,
+                "catalogue imported"
+            );
+        }
+    }
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AgentError::Listen {
+        addr: opts.listen,
+        source,
+    })?;
+    let base_url = format!("http://{addr}");
+    let public_url = cfg
+        .http
+        .public_url
+        .clone()
+        .unwrap_or_else(|| base_url.clone());
+    let tokens = TokenSigner::new(cfg.device.id.clone(), cfg.qr_secret(), cfg.qr.rotation_secs);
+    let impressions = Arc::new(Impressions::default());
+    let state = AppState {
+        device: cfg.device.id.as_str().into(),
+        public_url: public_url.trim_end_matches('/').into(),
+        writer: writer.clone(),
+        tokens: tokens.clone(),
+        shoppers: ShopperHasher::new(cfg.fleet_secret()),
+        claims: ClaimSigner::from_seed(cfg.claim_seed()),
+        staff: Arc::new(StaffTokens::new(&cfg.staff)),
+        clock: clock.clone(),
+        metrics: Metrics::new(),
+        impressions: impressions.clone(),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let mut server_stop = stopped.clone();
+    let app = http::router(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let flusher = {
+        let writer = writer.clone();
+        let mut stopped = stopped;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => impressions.flush(clock.now_ms(), &writer, false),
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+            }
+            impressions.flush(clock.now_ms(), &writer, true);
+        })
+    };
+    Ok(Running {
+        addr,
+        base_url,
+        writer,
+        tokens,
+        wake,
+        server,
+        flusher,
+        writer_thread,
+        stop,
+    })
+}

@@ -1,0 +1,397 @@
+//! One function per writer command: the SQL of one fact and its outbox event, run inside
+//! the writer's batch transaction. In-memory state changes only after every statement of
+//! the command succeeded.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use super::state::State;
+use super::{ClaimOutcome, ClaimRecord, ImportSummary, RedeemRefusal, Redemption, StoreError};
+use crate::catalogue::{Catalogue, Offer, OfferKind, Text};
+use crate::engine::{Moment, Pick, ShopperView, daily_seed};
+use crate::event_data;
+use crate::events::{self, NewEvent};
+
+/// Clock readings for one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub ms: i64,
+    pub uptime_ms: i64,
+}
+
+impl Now {
+    fn moment(&self, st: &State) -> Moment {
+        Moment::new(
+            Timestamp::from_millisecond(self.ms).unwrap_or(Timestamp::UNIX_EPOCH),
+            &st.tz,
+        )
+    }
+}
+
+fn append(
+    conn: &Connection,
+    st: &State,
+    seq: i64,
+    now: Now,
+    event: NewEvent,
+) -> Result<(), StoreError> {
+    let kind = event.kind;
+    let (id, json) = st.events.build(event, seq, now.ms, now.uptime_ms);
+    conn.prepare_cached("INSERT INTO outbox (seq, id, type, json) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![seq, id, kind, json])?;
+    Ok(())
+}
+
+fn committed_events(st: &mut State, n: i64) {
+    st.next_seq += n;
+    st.depth += n;
+}
+
+const CLAIM_COLUMNS: &str = "code, offer_id, brand, kind, title_zh, title_en, desc_zh, desc_en, fallback, created_ms, expires_ms";
+
+fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<ClaimRecord> {
+    Ok(ClaimRecord {
+        claim_code: r.get(0)?,
+        offer_id: r.get(1)?,
+        brand: r.get(2)?,
+        kind: r.get(3)?,
+        title: Text {
+            zh: r.get(4)?,
+            en: r.get(5)?,
+        },
+        description: Text {
+            zh: r.get(6)?,
+            en: r.get(7)?,
+        },
+        fallback: r.get(8)?,
+        created_ms: r.get(9)?,
+        expires_ms: r.get(10)?,
+    })
+}
+
+/// The egg of last resort when the catalogue has no eligible content offer.
+fn builtin_story() -> Offer {
+    Offer {
+        id: "caidan-story".into(),
+        brand: "caidan".into(),
+        kind: OfferKind::Content,
+        title: Text {
+            zh: "今天的彩蛋：谢谢你来！".into(),
+            en: "Today's egg: thanks for stopping by!".into(),
+        },
+        description: Text {
+            zh: "明天再来扫一扫，也许有惊喜。".into(),
+            en: "Scan again tomorrow: there may be a surprise.".into(),
+        },
+        valid_from: None,
+        valid_until: None,
+        dayparts: vec![],
+        scenes: vec![],
+        regions: vec![],
+        segments: vec![],
+        requires: vec![],
+        sku: None,
+        quota: Default::default(),
+        weight: 1,
+        pacing: Default::default(),
+        claim_ttl_hours: 24,
+    }
+}
+
+fn shopper_view(conn: &Connection, shopper: &str, day: &str) -> Result<ShopperView, StoreError> {
+    let segments = conn
+        .prepare_cached("SELECT tags FROM segments WHERE shopper = ?1")?
+        .query_row([shopper], |r| r.get::<_, String>(0))
+        .optional()?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let mut claimed = HashMap::new();
+    let mut previous: Option<(String, i64)> = None;
+    let mut stmt = conn.prepare_cached("SELECT offer_id, count(*), max(id) FROM claims WHERE shopper = ?1 AND day < ?2 GROUP BY offer_id")?;
+    let mut rows = stmt.query(params![shopper, day])?;
+    while let Some(r) = rows.next()? {
+        let offer: String = r.get(0)?;
+        let last_id: i64 = r.get(2)?;
+        if previous.as_ref().is_none_or(|(_, id)| last_id > *id) {
+            previous = Some((offer.clone(), last_id));
+        }
+        claimed.insert(offer, r.get(1)?);
+    }
+    Ok(ShopperView {
+        segments,
+        claimed,
+        previous_offer: previous.map(|(o, _)| o),
+    })
+}
+
+/// Gives the shopper today's egg: the one they already hold, or a new claim.
+pub fn claim(
+    conn: &Connection,
+    st: &mut State,
+    now: Now,
+    shopper: &str,
+) -> Result<ClaimOutcome, StoreError> {
+    let moment = now.moment(st);
+    let day = moment.today().to_string();
+    let existing = conn
+        .prepare_cached(&format!(
+            "SELECT {CLAIM_COLUMNS} FROM claims WHERE shopper = ?1 AND day = ?2"
+        ))?
+        .query_row(params![shopper, day], claim_from_row)
+        .optional()?;
+    if let Some(claim) = existing {
+        return Ok(ClaimOutcome {
+            claim,
+            existing: true,
+        });
+    }
+    let view = shopper_view(conn, shopper, &day)?;
+    let seed = daily_seed(&st.engine.touchpoint().device, shopper, moment.today());
+    let pick = st.engine.choose(&moment, &view, &st.book, &st.stock, seed);
+    let (offer, fallback, index): (Cow<'_, Offer>, bool, Option<usize>) = match pick {
+        Pick::Offer(i) => (Cow::Borrowed(st.engine.offer(i)), false, Some(i)),
+        Pick::Fallback(Some(i)) => (Cow::Borrowed(st.engine.offer(i)), true, Some(i)),
+        Pick::Fallback(None) => (Cow::Owned(builtin_story()), true, None),
+    };
+    let expires_ms = now.ms + i64::from(offer.claim_ttl_hours) * 3_600_000;
+    let mut code = crate::claim::new_code(&mut st.codes);
+    let mut inserted = false;
+    for _ in 0..8 {
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO claims (code, shopper, day, offer_id, brand, kind, title_zh, title_en, desc_zh, desc_en, fallback, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (code) DO NOTHING",
+            )?
+            .execute(params![
+                code, shopper, day, offer.id, offer.brand, offer.kind.as_str(), offer.title.zh, offer.title.en,
+                offer.description.zh, offer.description.en, fallback, now.ms, expires_ms
+            ])?;
+        if n == 1 {
+            inserted = true;
+            break;
+        }
+        code = crate::claim::new_code(&mut st.codes);
+    }
+    if !inserted {
+        return Err(StoreError::Corrupt(
+            "could not find a free claim code".into(),
+        ));
+    }
+    let counted = index.map(|_| st.book.get(&offer.id).bumped(moment.today(), moment.hour()));
+    if let Some(c) = counted {
+        conn.prepare_cached(
+            "INSERT INTO quota_counters (offer_id, total, day, day_count, hour, hour_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (offer_id) DO UPDATE SET total = excluded.total, day = excluded.day, day_count = excluded.day_count,
+             hour = excluded.hour, hour_count = excluded.hour_count",
+        )?
+        .execute(params![offer.id, c.total, day, c.day_count, c.hour, c.hour_count])?;
+    }
+    let dispensed = match (&offer.sku, offer.kind) {
+        (Some(sku), OfferKind::FreeSample) => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE stock SET quantity = quantity - 1 WHERE sku = ?1 AND quantity > 0",
+                )?
+                .execute([sku])?;
+            if n != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "stock of {sku} out of step with memory"
+                )));
+            }
+            Some(sku.clone())
+        }
+        _ => None,
+    };
+    let record = ClaimRecord {
+        claim_code: code,
+        offer_id: offer.id.clone(),
+        brand: offer.brand.clone(),
+        kind: offer.kind.as_str().into(),
+        title: offer.title.clone(),
+        description: offer.description.clone(),
+        fallback,
+        created_ms: now.ms,
+        expires_ms,
+    };
+    let event = NewEvent {
+        kind: events::CLAIM,
+        subject: Some(record.offer_id.clone()),
+        brand: Some(record.brand.clone()),
+        data: event_data! {
+            "shopper": shopper,
+            "offer": record.offer_id,
+            "brand": record.brand,
+            "kind": record.kind,
+            "claim_code": record.claim_code,
+            "fallback": fallback,
+            "expires_at": Timestamp::from_millisecond(expires_ms).map(|t| t.to_string()).unwrap_or_default(),
+            "local_hour": moment.hour(),
+        },
+    };
+    append(conn, st, st.next_seq, now, event)?;
+    // Every statement succeeded: now memory follows.
+    if let Some(c) = counted {
+        st.book.set(&record.offer_id, c);
+    }
+    if let Some(sku) = dispensed
+        && let Some(q) = st.stock.get_mut(&sku)
+    {
+        *q -= 1;
+    }
+    committed_events(st, 1);
+    Ok(ClaimOutcome {
+        claim: record,
+        existing: false,
+    })
+}
+
+/// Records that a shopper opened the egg page with a valid token.
+pub fn scan(conn: &Connection, st: &mut State, now: Now, shopper: &str) -> Result<(), StoreError> {
+    let brands = st.engine.brands_in_rotation(&now.moment(st));
+    let event = NewEvent {
+        kind: events::SCAN,
+        subject: None,
+        brand: None,
+        data: event_data! { "shopper": shopper, "brands": brands },
+    };
+    append(conn, st, st.next_seq, now, event)?;
+    committed_events(st, 1);
+    Ok(())
+}
+
+/// One aggregated impression event for a minute of QR displays.
+pub fn impressions(
+    conn: &Connection,
+    st: &mut State,
+    now: Now,
+    minute_ms: i64,
+    count: u64,
+) -> Result<(), StoreError> {
+    let minute = Timestamp::from_millisecond(minute_ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    let brands = st
+        .engine
+        .brands_in_rotation(&crate::engine::Moment::new(minute, &st.tz));
+    let event = NewEvent {
+        kind: events::IMPRESSION,
+        subject: None,
+        brand: None,
+        data: event_data! { "minute": minute.to_string(), "count": count, "brands": brands },
+    };
+    append(conn, st, st.next_seq, now, event)?;
+    committed_events(st, 1);
+    Ok(())
+}
+
+/// Redeems a claim once. Re-use of a redeemed or expired claim is recorded as a rejection
+/// event (a fraud signal for the brand); an unknown code writes nothing.
+pub fn redeem(
+    conn: &Connection,
+    st: &mut State,
+    now: Now,
+    code: &str,
+) -> Result<Result<Redemption, RedeemRefusal>, StoreError> {
+    let Some(claim) = conn
+        .prepare_cached(&format!(
+            "SELECT {CLAIM_COLUMNS} FROM claims WHERE code = ?1"
+        ))?
+        .query_row([code], claim_from_row)
+        .optional()?
+    else {
+        return Ok(Err(RedeemRefusal::UnknownCode));
+    };
+    let shopper: String =
+        conn.query_row("SELECT shopper FROM claims WHERE code = ?1", [code], |r| {
+            r.get(0)
+        })?;
+    if claim.kind == OfferKind::Content.as_str() {
+        return Ok(Err(RedeemRefusal::NotRedeemable));
+    }
+    let redeemed: Option<i64> = conn
+        .prepare_cached("SELECT redeemed_ms FROM redemptions WHERE claim_code = ?1")?
+        .query_row([code], |r| r.get(0))
+        .optional()?;
+    let refusal = if redeemed.is_some() {
+        Some(RedeemRefusal::AlreadyRedeemed)
+    } else if now.ms >= claim.expires_ms {
+        Some(RedeemRefusal::Expired)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        let event = NewEvent {
+            kind: events::REJECTION,
+            subject: Some(claim.offer_id.clone()),
+            brand: Some(claim.brand.clone()),
+            data: event_data! { "reason": refusal.reason(), "offer": claim.offer_id, "brand": claim.brand, "claim_code": code },
+        };
+        append(conn, st, st.next_seq, now, event)?;
+        committed_events(st, 1);
+        return Ok(Err(refusal));
+    }
+    conn.prepare_cached("INSERT INTO redemptions (claim_code, redeemed_ms) VALUES (?1, ?2)")?
+        .execute(params![code, now.ms])?;
+    let event = NewEvent {
+        kind: events::REDEMPTION,
+        subject: Some(claim.offer_id.clone()),
+        brand: Some(claim.brand.clone()),
+        data: event_data! { "shopper": shopper, "offer": claim.offer_id, "brand": claim.brand, "claim_code": code },
+    };
+    append(conn, st, st.next_seq, now, event)?;
+    committed_events(st, 1);
+    Ok(Ok(Redemption {
+        claim,
+        redeemed_ms: now.ms,
+    }))
+}
+
+/// Replaces offers and segments with a validated catalogue; stock only for new SKUs.
+pub fn import(conn: &Connection, cat: &Catalogue) -> Result<ImportSummary, StoreError> {
+    conn.execute("DELETE FROM offers", [])?;
+    {
+        let mut ins = conn.prepare_cached("INSERT INTO offers (id, json) VALUES (?1, ?2)")?;
+        for o in &cat.offers {
+            let json = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ins.execute(params![o.id, json])?;
+        }
+    }
+    conn.execute("DELETE FROM segments", [])?;
+    {
+        let mut ins =
+            conn.prepare_cached("INSERT INTO segments (shopper, tags) VALUES (?1, ?2)")?;
+        for (shopper, tags) in &cat.segments {
+            ins.execute(params![shopper, json!(tags).to_string()])?;
+        }
+    }
+    let mut new_skus = 0;
+    {
+        let mut ins = conn.prepare_cached(
+            "INSERT INTO stock (sku, quantity) VALUES (?1, ?2) ON CONFLICT (sku) DO NOTHING",
+        )?;
+        for (sku, qty) in &cat.stock {
+            new_skus += ins.execute(params![sku, qty])?;
+        }
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('catalogue_version', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [cat.version.to_string()],
+    )?;
+    Ok(ImportSummary {
+        version: cat.version,
+        offers: cat.offers.len(),
+        segments: cat.segments.len(),
+        new_skus,
+    })
+}
+
+/// Deletes acknowledged outbox records.
+pub fn trim(conn: &Connection, st: &mut State, through: i64) -> Result<u64, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+        .execute([through])?;
+    st.depth -= n as i64;
+    Ok(n as u64)
+}

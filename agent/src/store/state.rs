@@ -1,0 +1,107 @@
+//! What the writer keeps in memory between commits: the engine, quota counters, stock and
+//! the next outbox sequence. Always reloadable from the store, and reloaded whenever a
+//! commit fails or another process changed the store.
+
+use std::collections::HashMap;
+
+use jiff::tz::TimeZone;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::StoreError;
+use super::schema;
+use crate::catalogue::Offer;
+use crate::engine::quota::{OfferCount, QuotaBook};
+use crate::engine::{EggEngine, Touchpoint};
+use crate::events::{EventBuilder, Source};
+
+/// Who the device is: fixed for the writer's life.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub fleet: String,
+    pub touchpoint: Touchpoint,
+    pub tz: TimeZone,
+}
+
+pub(crate) struct State {
+    pub engine: EggEngine,
+    pub tz: TimeZone,
+    pub book: QuotaBook,
+    pub stock: HashMap<String, i64>,
+    pub next_seq: i64,
+    pub depth: i64,
+    pub events: EventBuilder,
+    pub catalogue_version: u64,
+    pub codes: StdRng,
+}
+
+impl State {
+    pub fn load(conn: &Connection, id: &Identity) -> Result<Self, StoreError> {
+        let epoch = schema::meta(conn, "epoch")?
+            .ok_or_else(|| StoreError::Corrupt("meta.epoch missing".into()))?;
+        let catalogue_version = schema::meta(conn, "catalogue_version")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut offers = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, json FROM offers ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let json: String = row.get(1)?;
+            let offer: Offer = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))?;
+            offers.push(offer);
+        }
+        let mut book = QuotaBook::default();
+        let mut stmt = conn.prepare(
+            "SELECT offer_id, total, day, day_count, hour, hour_count FROM quota_counters",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let day: Option<String> = r.get(2)?;
+            book.set(
+                &id,
+                OfferCount {
+                    total: r.get(1)?,
+                    day: day.and_then(|d| d.parse().ok()),
+                    day_count: r.get(3)?,
+                    hour: r.get(4)?,
+                    hour_count: r.get(5)?,
+                },
+            );
+        }
+        let stock = conn
+            .prepare("SELECT sku, quantity FROM stock")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<HashMap<String, i64>, _>>()?;
+        // sqlite_sequence keeps the high-water mark after trimmed rows are gone.
+        let last_seq: i64 = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let depth: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        let source = Source {
+            fleet: id.fleet.clone(),
+            device: id.touchpoint.device.clone(),
+            epoch,
+            scene: id.touchpoint.scene.to_string(),
+        };
+        Ok(State {
+            engine: EggEngine::new(offers, id.touchpoint.clone()),
+            tz: id.tz.clone(),
+            book,
+            stock,
+            next_seq: last_seq + 1,
+            depth,
+            events: EventBuilder::new(source),
+            catalogue_version,
+            codes: StdRng::from_os_rng(),
+        })
+    }
+}

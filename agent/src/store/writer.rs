@@ -1,0 +1,322 @@
+//! The single writer: owns the SQLite connection on its own thread and commits every
+//! request that arrived together in one transaction (group commit). Each caller is answered
+//! only after the commit that holds its fact.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::ops::{self, Now};
+use super::schema::{self, Access};
+use super::state::{Identity, State};
+use super::{ClaimOutcome, ImportSummary, RedeemRefusal, Redemption, StoreError};
+use crate::catalogue::Catalogue;
+use crate::clock::Clock;
+
+/// Most commands committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// Commands waiting for the writer before callers wait for room.
+const QUEUE: usize = 4096;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Claim {
+        shopper: String,
+        reply: Reply<ClaimOutcome>,
+    },
+    Scan {
+        shopper: String,
+        reply: Reply<()>,
+    },
+    Impressions {
+        minute_ms: i64,
+        count: u64,
+    },
+    Redeem {
+        code: String,
+        reply: Reply<Result<Redemption, RedeemRefusal>>,
+    },
+    Import {
+        catalogue: Box<Catalogue>,
+        reply: Reply<ImportSummary>,
+    },
+    Trim {
+        through: i64,
+        reply: Reply<u64>,
+    },
+}
+
+/// An answer held back until its batch commits.
+type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn pend<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Pending {
+    Box::new(move |commit_error| {
+        let _ = reply.send(match commit_error {
+            Some(e) => Err(StoreError::CommitFailed(e.to_owned())),
+            None => result,
+        });
+    })
+}
+
+/// A cheap, cloneable handle to the writer thread.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Command>,
+    depth: Arc<AtomicI64>,
+    catalogue_version: Arc<AtomicI64>,
+}
+
+/// Starts the writer thread for the store at `path`.
+pub struct Writer;
+
+impl Writer {
+    /// Opens (creating or migrating) the store and starts its writer. `wake` is notified
+    /// after every commit that added outbox events.
+    pub fn spawn(
+        path: &Path,
+        identity: Identity,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+    ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
+        let conn = schema::open(path, Access::Writer, clock.now_ms())?;
+        let state = State::load(&conn, &identity)?;
+        let depth = Arc::new(AtomicI64::new(state.depth));
+        let catalogue_version = Arc::new(AtomicI64::new(state.catalogue_version as i64));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut worker = Worker {
+            conn,
+            state,
+            identity,
+            clock,
+            wake,
+            depth: depth.clone(),
+            catalogue_version: catalogue_version.clone(),
+            data_version: 0,
+        };
+        worker.data_version = worker.data_version()?;
+        let join = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok((
+            WriterHandle {
+                tx,
+                depth,
+                catalogue_version,
+            },
+            join,
+        ))
+    }
+}
+
+impl WriterHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    fn call_blocking<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(make(reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Today's egg for a hashed shopper id, durable before it returns.
+    pub async fn claim(&self, shopper: String) -> Result<ClaimOutcome, StoreError> {
+        self.call(|reply| Command::Claim { shopper, reply }).await
+    }
+
+    pub async fn scan(&self, shopper: String) -> Result<(), StoreError> {
+        self.call(|reply| Command::Scan { shopper, reply }).await
+    }
+
+    /// Queues one aggregated impression event; dropped with a warning when the queue is full.
+    pub fn impressions(&self, minute_ms: i64, count: u64) {
+        if self
+            .tx
+            .try_send(Command::Impressions { minute_ms, count })
+            .is_err()
+        {
+            tracing::warn!(
+                minute_ms,
+                count,
+                "writer queue full: impression count dropped"
+            );
+        }
+    }
+
+    pub async fn redeem(
+        &self,
+        code: String,
+    ) -> Result<Result<Redemption, RedeemRefusal>, StoreError> {
+        self.call(|reply| Command::Redeem { code, reply }).await
+    }
+
+    pub async fn import(&self, catalogue: Catalogue) -> Result<ImportSummary, StoreError> {
+        self.call(|reply| Command::Import {
+            catalogue: Box::new(catalogue),
+            reply,
+        })
+        .await
+    }
+
+    pub fn import_blocking(&self, catalogue: Catalogue) -> Result<ImportSummary, StoreError> {
+        self.call_blocking(|reply| Command::Import {
+            catalogue: Box::new(catalogue),
+            reply,
+        })
+    }
+
+    /// Deletes outbox records up to `through`; blocking, for the uplink's worker threads.
+    pub fn trim_blocking(&self, through: i64) -> Result<u64, StoreError> {
+        self.call_blocking(|reply| Command::Trim { through, reply })
+    }
+
+    pub fn outbox_depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    pub fn catalogue_version(&self) -> i64 {
+        self.catalogue_version.load(Ordering::Relaxed)
+    }
+}
+
+struct Worker {
+    conn: Connection,
+    state: State,
+    identity: Identity,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    depth: Arc<AtomicI64>,
+    catalogue_version: Arc<AtomicI64>,
+    data_version: i64,
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+        }
+        tracing::debug!("store writer stopped: every handle dropped");
+    }
+
+    fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    fn reload(&mut self) {
+        match State::load(&self.conn, &self.identity) {
+            Ok(s) => {
+                self.state = s;
+                self.publish_counters();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload store state"),
+        }
+    }
+
+    fn publish_counters(&self) {
+        self.depth.store(self.state.depth, Ordering::Relaxed);
+        self.catalogue_version
+            .store(self.state.catalogue_version as i64, Ordering::Relaxed);
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Command>) {
+        // Another process (`caidan-agent offers import`) may have changed the store.
+        match self.data_version() {
+            Ok(v) if v != self.data_version => {
+                self.data_version = v;
+                tracing::info!("store changed by another process: reloading");
+                self.reload();
+            }
+            _ => {}
+        }
+        let now = Now {
+            ms: self.clock.now_ms(),
+            uptime_ms: self.clock.monotonic_ms(),
+        };
+        let seq_before = self.state.next_seq;
+        let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
+        let mut reload_after = false;
+        let outcome = (|| -> Result<(), StoreError> {
+            let mut tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for cmd in batch.drain(..) {
+                let sp = tx.savepoint()?;
+                let st = &mut self.state;
+                macro_rules! run {
+                    ($reply:expr, $result:expr) => {{
+                        let result = $result;
+                        if result.is_ok() {
+                            sp.commit()?;
+                        } else {
+                            drop(sp);
+                        }
+                        pending.push(pend($reply, result));
+                    }};
+                }
+                match cmd {
+                    Command::Claim { shopper, reply } => {
+                        run!(reply, ops::claim(&sp, st, now, &shopper))
+                    }
+                    Command::Scan { shopper, reply } => {
+                        run!(reply, ops::scan(&sp, st, now, &shopper))
+                    }
+                    Command::Redeem { code, reply } => {
+                        run!(reply, ops::redeem(&sp, st, now, &code))
+                    }
+                    Command::Trim { through, reply } => run!(reply, ops::trim(&sp, st, through)),
+                    Command::Import { catalogue, reply } => {
+                        reload_after = true;
+                        run!(reply, ops::import(&sp, &catalogue))
+                    }
+                    Command::Impressions { minute_ms, count } => {
+                        if let Err(e) = ops::impressions(&sp, st, now, minute_ms, count) {
+                            tracing::error!(error = %e, "impression event not stored");
+                        } else {
+                            sp.commit()?;
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        let error = outcome.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "batch commit failed: reloading state from the store");
+            reload_after = true;
+        }
+        for p in pending {
+            p(error.as_deref());
+        }
+        if reload_after {
+            self.reload();
+        } else {
+            self.publish_counters();
+        }
+        if error.is_none() && self.state.next_seq != seq_before {
+            self.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Starting an in-process agent on a free port with an injected clock.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use caidan_agent::catalogue::Catalogue;
+use caidan_agent::clock::{Clock, ManualClock};
+use caidan_agent::config::AgentConfig;
+use caidan_agent::runtime::{self, RunOptions, Running};
+use caidan_agent::store::Reader;
+use caidan_agent::store::read::Table;
+use serde_json::{Value, json};
+
+/// 2026-11-23 10:00 in Shanghai (02:00 UTC).
+pub const MORNING_MS: i64 = 1_795_399_200_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+pub struct TestAgent {
+    pub running: Running,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub config: AgentConfig,
+}
+
+impl TestAgent {
+    pub async fn start(catalogue: Value) -> TestAgent {
+        Self::start_with(catalogue, AgentConfig::demo()).await
+    }
+
+    pub async fn start_with(catalogue: Value, config: AgentConfig) -> TestAgent {
+        let catalogue =
+            Catalogue::from_json(&catalogue.to_string(), "test").expect("test catalogue is valid");
+        let clock = ManualClock::new(MORNING_MS);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            config: config.clone(),
+            catalogue: Some(catalogue),
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+        };
+        let running = runtime::start(opts, Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap();
+        TestAgent {
+            running,
+            clock,
+            dir,
+            http,
+            config,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.running.base_url, path)
+    }
+
+    pub fn token(&self) -> String {
+        self.running.tokens.issue(self.clock.now_ms())
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader::open(&runtime::store_path(self.dir.path())).unwrap()
+    }
+
+    pub fn count(&self, table: Table) -> i64 {
+        self.reader().count(table).unwrap()
+    }
+
+    /// POST /api/v1/eggs for a shopper; returns status and body.
+    pub async fn crack(&self, shopper: &str) -> (u16, Value) {
+        self.crack_with(&self.token(), shopper).await
+    }
+
+    pub async fn crack_with(&self, token: &str, shopper: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/eggs"))
+            .json(&json!({ "token": token, "shopper": shopper }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A catalogue with one coupon and one content egg.
+pub fn coupon_catalogue(quota: Value) -> Value {
+    json!({
+        "version": 1,
+        "offers": [
+            { "id": "coupon", "brand": "lumi", "kind": "coupon", "title": { "zh": "券", "en": "Coupon" }, "quota": quota },
+            { "id": "story", "brand": "lumi", "kind": "content", "title": { "zh": "故事", "en": "Story" } }
+        ]
+    })
+}
