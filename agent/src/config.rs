@@ -105,14 +105,22 @@ pub struct StoreConfig {
     /// Folder for the SQLite store, relative to the working directory.
     #[serde(default = "default_store_dir")]
     pub dir: PathBuf,
+    /// Most requests the writer commits in one transaction; 1 commits each alone.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             dir: default_store_dir(),
+            max_batch: default_max_batch(),
         }
     }
+}
+
+fn default_max_batch() -> usize {
+    512
 }
 
 fn default_store_dir() -> PathBuf {
@@ -235,6 +243,12 @@ impl AgentConfig {
             return Err(bad(
                 "device.scene",
                 format!("profile {} does not serve scene {}", d.profile, d.scene),
+            ));
+        }
+        if !(1..=4096).contains(&self.store.max_batch) {
+            return Err(bad(
+                "store.max_batch",
+                format!("must be 1..=4096, got {}", self.store.max_batch),
             ));
         }
         if !(1..=3600).contains(&self.qr.rotation_secs) {

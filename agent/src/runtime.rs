@@ -96,7 +96,13 @@ pub fn open_writer(
         touchpoint(cfg),
         &cfg.device.timezone,
     );
-    Ok(Writer::spawn(&store_path(data_dir), identity, clock, wake)?)
+    Ok(Writer::spawn(
+        &store_path(data_dir),
+        identity,
+        clock,
+        wake,
+        cfg.store.max_batch,
+    )?)
 }
 
 /// How to run.

@@ -47,7 +47,10 @@ mod tests {
     fn round_trip() {
         let t = events("demo", "cinema-01");
         assert_eq!(t, "caidan/v1/demo/d/cinema-01/events");
-        assert_eq!(parse_device_topic(&t), Some(("demo", "cinema-01", "events")));
+        assert_eq!(
+            parse_device_topic(&t),
+            Some(("demo", "cinema-01", "events"))
+        );
         assert_eq!(parse_device_topic("caidan/v1/demo/g/x/config"), None);
         assert_eq!(parse_device_topic("other/v1/demo/d/x/events"), None);
     }

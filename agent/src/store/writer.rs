@@ -16,8 +16,6 @@ use super::{ClaimOutcome, ImportSummary, RedeemRefusal, Redemption, StoreError};
 use crate::catalogue::Catalogue;
 use crate::clock::Clock;
 
-/// Most commands committed in one transaction.
-const MAX_BATCH: usize = 512;
 /// Commands waiting for the writer before callers wait for room.
 const QUEUE: usize = 4096;
 
@@ -81,6 +79,7 @@ impl Writer {
         identity: Identity,
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
+        max_batch: usize,
     ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
         let conn = schema::open(path, Access::Writer, clock.now_ms())?;
         let state = State::load(&conn, &identity)?;
@@ -100,7 +99,7 @@ impl Writer {
         worker.data_version = worker.data_version()?;
         let join = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || worker.run(rx, max_batch.max(1)))
             .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
         Ok((
             WriterHandle {
@@ -203,11 +202,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+    fn run(mut self, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < max_batch {
                 match rx.try_recv() {
                     Ok(c) => batch.push(c),
                     Err(_) => break,
