@@ -18,7 +18,9 @@ use jiff::tz::TimeZone;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use crate::catalogue::{Capability, Offer, OfferKind, Pacing};
+use std::sync::Arc;
+
+use crate::catalogue::{Capability, Daypart, Offer, OfferKind, Pacing, Quota};
 use quota::{OfferCount, QuotaBook};
 
 /// What this device is, for targeting.
@@ -69,7 +71,6 @@ pub struct ShopperView {
 pub enum Ineligible {
     OutsideValidity,
     OutsideDaypart,
-    NotForThisTouchpoint,
     Segment,
     OutOfStock,
     TotalQuota,
@@ -81,59 +82,157 @@ pub enum Ineligible {
 /// The engine's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
-    /// Index into the catalogue's offers.
+    /// Index of the chosen rule.
     Offer(usize),
     /// Nothing else eligible: this content offer, or the built-in one when `None`.
     Fallback(Option<usize>),
 }
 
-/// The offers of one catalogue as seen from one touchpoint.
+/// The part of an offer the engine decides with; titles and copy stay in the store, so
+/// a device holding 10,000 offers keeps a small resident set.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: Box<str>,
+    pub brand: Arc<str>,
+    pub kind: OfferKind,
+    valid_from_ms: i64,
+    valid_until_ms: i64,
+    dayparts: Box<[Daypart]>,
+    segments: Box<[Box<str>]>,
+    pub sku: Option<Box<str>>,
+    pub quota: Quota,
+    pub weight: u32,
+    pub pacing: Pacing,
+    pub claim_ttl_hours: u32,
+}
+
+impl Rule {
+    fn new(offer: Offer, brands: &mut BTreeSet<Arc<str>>) -> Self {
+        let brand = match brands.get(offer.brand.as_str()) {
+            Some(b) => b.clone(),
+            None => {
+                let b: Arc<str> = offer.brand.as_str().into();
+                brands.insert(b.clone());
+                b
+            }
+        };
+        Rule {
+            id: offer.id.into_boxed_str(),
+            brand,
+            kind: offer.kind,
+            valid_from_ms: offer.valid_from.map_or(i64::MIN, |t| t.as_millisecond()),
+            valid_until_ms: offer.valid_until.map_or(i64::MAX, |t| t.as_millisecond()),
+            dayparts: offer.dayparts.into_boxed_slice(),
+            segments: offer
+                .segments
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            sku: offer.sku.map(String::into_boxed_str),
+            quota: offer.quota,
+            weight: offer.weight,
+            pacing: offer.pacing,
+            claim_ttl_hours: offer.claim_ttl_hours,
+        }
+    }
+
+    fn in_time(&self, at: &Moment) -> Result<(), Ineligible> {
+        let now = at.now.as_millisecond();
+        if now < self.valid_from_ms || now >= self.valid_until_ms {
+            return Err(Ineligible::OutsideValidity);
+        }
+        let t = at.local.time();
+        if !self.dayparts.is_empty() && !self.dayparts.iter().any(|d| d.contains(t)) {
+            return Err(Ineligible::OutsideDaypart);
+        }
+        Ok(())
+    }
+}
+
+/// Offers on screen during one second, with cumulative weights for sampling.
+#[derive(Debug, Clone, Default)]
+pub struct Pool {
+    second: Option<i64>,
+    regular: Vec<usize>,
+    cumulative: Vec<u64>,
+    content: Vec<usize>,
+}
+
+impl Pool {
+    /// Whether this pool was built for the second `at` falls in.
+    pub fn is_for(&self, at: &Moment) -> bool {
+        self.second == Some(at.now.as_second())
+    }
+}
+
+/// Weighted picks tried by sampling before falling back to a full scan.
+const SAMPLES: usize = 32;
+
+/// The offers of one catalogue that this touchpoint can show at all.
 #[derive(Debug, Clone)]
 pub struct EggEngine {
-    offers: Vec<Offer>,
-    /// Offers this touchpoint can show at all; fixed for a catalogue.
-    candidates: Vec<usize>,
+    rules: Vec<Rule>,
     touchpoint: Touchpoint,
 }
 
 impl EggEngine {
-    pub fn new(offers: Vec<Offer>, touchpoint: Touchpoint) -> Self {
-        let candidates = offers
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| fits_touchpoint(o, &touchpoint))
-            .map(|(i, _)| i)
+    /// Keeps only the offers this touchpoint can show (scene, region, capabilities).
+    pub fn new(offers: impl IntoIterator<Item = Offer>, touchpoint: Touchpoint) -> Self {
+        let mut brands = BTreeSet::new();
+        let mut rules: Vec<Rule> = offers
+            .into_iter()
+            .filter(|o| fits_touchpoint(o, &touchpoint))
+            .map(|o| Rule::new(o, &mut brands))
             .collect();
-        Self {
-            offers,
-            candidates,
-            touchpoint,
-        }
+        rules.shrink_to_fit();
+        Self { rules, touchpoint }
     }
 
-    pub fn offers(&self) -> &[Offer] {
-        &self.offers
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
-    pub fn offer(&self, index: usize) -> &Offer {
-        &self.offers[index]
+    pub fn rule(&self, index: usize) -> &Rule {
+        &self.rules[index]
     }
 
     pub fn touchpoint(&self) -> &Touchpoint {
         &self.touchpoint
     }
 
+    /// The offers on screen at `at`.
+    pub fn pool(&self, at: &Moment) -> Pool {
+        let mut pool = Pool {
+            second: Some(at.now.as_second()),
+            ..Pool::default()
+        };
+        let mut total = 0u64;
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.in_time(at).is_err() {
+                continue;
+            }
+            if r.kind == OfferKind::Content {
+                pool.content.push(i);
+            } else {
+                total += u64::from(r.weight);
+                pool.regular.push(i);
+                pool.cumulative.push(total);
+            }
+        }
+        pool
+    }
+
     /// Brands with an offer on screen at this moment, for impression and scan events.
     pub fn brands_in_rotation(&self, at: &Moment) -> BTreeSet<String> {
-        self.candidates
+        let pool = self.pool(at);
+        pool.regular
             .iter()
-            .map(|&i| &self.offers[i])
-            .filter(|o| in_time(o, at).is_ok())
-            .map(|o| o.brand.clone())
+            .chain(&pool.content)
+            .map(|&i| self.rules[i].brand.to_string())
             .collect()
     }
 
-    /// Whether `offer` may be handed to this shopper now.
+    /// Whether rule `index` may be handed to this shopper now.
     pub fn check(
         &self,
         index: usize,
@@ -142,23 +241,23 @@ impl EggEngine {
         count: OfferCount,
         stock: &HashMap<String, i64>,
     ) -> Result<(), Ineligible> {
-        let offer = &self.offers[index];
-        if !fits_touchpoint(offer, &self.touchpoint) {
-            return Err(Ineligible::NotForThisTouchpoint);
-        }
-        in_time(offer, at)?;
-        if !offer.segments.is_empty()
-            && !offer.segments.iter().any(|s| shopper.segments.contains(s))
+        let rule = &self.rules[index];
+        rule.in_time(at)?;
+        if !rule.segments.is_empty()
+            && !rule
+                .segments
+                .iter()
+                .any(|s| shopper.segments.iter().any(|t| **s == *t.as_str()))
         {
             return Err(Ineligible::Segment);
         }
-        if let Some(sku) = &offer.sku
-            && offer.kind == OfferKind::FreeSample
-            && stock.get(sku).copied().unwrap_or(0) <= 0
+        if let Some(sku) = &rule.sku
+            && rule.kind == OfferKind::FreeSample
+            && stock.get(&**sku).copied().unwrap_or(0) <= 0
         {
             return Err(Ineligible::OutOfStock);
         }
-        let q = offer.quota;
+        let q = rule.quota;
         if q.total.is_some_and(|t| count.total >= t) {
             return Err(Ineligible::TotalQuota);
         }
@@ -168,7 +267,7 @@ impl EggEngine {
             if used >= daily {
                 return Err(Ineligible::DailyQuota);
             }
-            if offer.pacing == Pacing::Even {
+            if rule.pacing == Pacing::Even {
                 let hour = at.hour();
                 let before = used - count.hour_count(today, hour);
                 let curve = pacing::hourly_traffic(self.touchpoint.scene);
@@ -178,58 +277,64 @@ impl EggEngine {
             }
         }
         if q.per_shopper
-            .is_some_and(|p| shopper.claimed.get(&offer.id).copied().unwrap_or(0) >= p)
+            .is_some_and(|p| shopper.claimed.get(&*rule.id).copied().unwrap_or(0) >= p)
         {
             return Err(Ineligible::ShopperQuota);
         }
         Ok(())
     }
 
-    /// Picks the egg for a shopper. The same inputs and seed always give the same pick.
+    /// Picks the egg for a shopper from `pool` (built for this moment). The same inputs and
+    /// seed always give the same pick.
+    ///
+    /// Weighted sampling with rejection gives each eligible offer a chance proportional to
+    /// its weight, and costs a few checks instead of one per offer; only when sampling keeps
+    /// missing (few offers left eligible) does it scan the pool.
     pub fn choose(
         &self,
         at: &Moment,
+        pool: &Pool,
         shopper: &ShopperView,
         book: &QuotaBook,
         stock: &HashMap<String, i64>,
         seed: u64,
     ) -> Pick {
-        let eligible = |kind_content: bool| -> Vec<usize> {
-            self.candidates
-                .iter()
-                .copied()
-                .filter(|&i| (self.offers[i].kind == OfferKind::Content) == kind_content)
-                .filter(|&i| {
-                    self.check(i, at, shopper, book.get(&self.offers[i].id), stock)
-                        .is_ok()
-                })
-                .collect()
+        let ok = |i: usize| {
+            self.check(i, at, shopper, book.get(&self.rules[i].id), stock)
+                .is_ok()
         };
+        let previous = |i: usize| shopper.previous_offer.as_deref() == Some(&*self.rules[i].id);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut offers = eligible(false);
-        // "Every day different": yesterday's offer steps aside when another one is there.
-        if offers.len() > 1
-            && let Some(prev) = &shopper.previous_offer
-        {
-            offers.retain(|&i| &self.offers[i].id != prev);
+        if let Some(&total) = pool.cumulative.last() {
+            for _ in 0..SAMPLES {
+                let roll = rng.random_range(0..total);
+                let slot = pool.cumulative.partition_point(|&c| c <= roll);
+                let i = pool.regular[slot];
+                // "Every day different": yesterday's offer steps aside while others remain.
+                if !previous(i) && ok(i) {
+                    return Pick::Offer(i);
+                }
+            }
         }
-        if let Some(i) = self.weighted(&offers, &mut rng) {
+        let mut eligible: Vec<usize> = pool.regular.iter().copied().filter(|&i| ok(i)).collect();
+        if eligible.len() > 1 {
+            eligible.retain(|&i| !previous(i));
+        }
+        if let Some(i) = self.weighted(&eligible, &mut rng) {
             return Pick::Offer(i);
         }
-        Pick::Fallback(self.weighted(&eligible(true), &mut rng))
+        let content: Vec<usize> = pool.content.iter().copied().filter(|&i| ok(i)).collect();
+        Pick::Fallback(self.weighted(&content, &mut rng))
     }
 
     fn weighted(&self, among: &[usize], rng: &mut impl Rng) -> Option<usize> {
-        let total: u64 = among
-            .iter()
-            .map(|&i| u64::from(self.offers[i].weight))
-            .sum();
+        let total: u64 = among.iter().map(|&i| u64::from(self.rules[i].weight)).sum();
         if total == 0 {
             return None;
         }
         let mut roll = rng.random_range(0..total);
         for &i in among {
-            let w = u64::from(self.offers[i].weight);
+            let w = u64::from(self.rules[i].weight);
             if roll < w {
                 return Some(i);
             }
@@ -250,19 +355,6 @@ fn fits_touchpoint(offer: &Offer, tp: &Touchpoint) -> bool {
     (offer.scenes.is_empty() || offer.scenes.contains(&tp.scene))
         && (offer.regions.is_empty() || offer.regions.iter().any(|r| r == &tp.region))
         && offer.requires.iter().all(|c| tp.capabilities.contains(c))
-}
-
-fn in_time(offer: &Offer, at: &Moment) -> Result<(), Ineligible> {
-    if offer.valid_from.is_some_and(|f| at.now < f)
-        || offer.valid_until.is_some_and(|u| at.now >= u)
-    {
-        return Err(Ineligible::OutsideValidity);
-    }
-    let t = at.local.time();
-    if !offer.dayparts.is_empty() && !offer.dayparts.iter().any(|d| d.contains(t)) {
-        return Err(Ineligible::OutsideDaypart);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

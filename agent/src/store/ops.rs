@@ -2,7 +2,6 @@
 //! the writer's batch transaction. In-memory state changes only after every statement of
 //! the command succeeded.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use jiff::Timestamp;
@@ -151,11 +150,25 @@ pub fn claim(
     }
     let view = shopper_view(conn, shopper, &day)?;
     let seed = daily_seed(&st.engine.touchpoint().device, shopper, moment.today());
-    let pick = st.engine.choose(&moment, &view, &st.book, &st.stock, seed);
-    let (offer, fallback, index): (Cow<'_, Offer>, bool, Option<usize>) = match pick {
-        Pick::Offer(i) => (Cow::Borrowed(st.engine.offer(i)), false, Some(i)),
-        Pick::Fallback(Some(i)) => (Cow::Borrowed(st.engine.offer(i)), true, Some(i)),
-        Pick::Fallback(None) => (Cow::Owned(builtin_story()), true, None),
+    st.pool_for(&moment);
+    let pick = st
+        .engine
+        .choose(&moment, &st.pool, &view, &st.book, &st.stock, seed);
+    let (index, fallback) = match pick {
+        Pick::Offer(i) => (Some(i), false),
+        Pick::Fallback(i) => (i, true),
+    };
+    // Titles and copy live in the store, not in the engine.
+    let offer: Offer = match index {
+        Some(i) => {
+            let id = &st.engine.rule(i).id;
+            let json: String = conn
+                .prepare_cached("SELECT json FROM offers WHERE id = ?1")?
+                .query_row([&**id], |r| r.get(0))?;
+            serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))?
+        }
+        None => builtin_story(),
     };
     let expires_ms = now.ms + i64::from(offer.claim_ttl_hours) * 3_600_000;
     let mut code = crate::claim::new_code(&mut st.codes);

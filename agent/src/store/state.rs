@@ -13,7 +13,7 @@ use super::StoreError;
 use super::schema;
 use crate::catalogue::Offer;
 use crate::engine::quota::{OfferCount, QuotaBook};
-use crate::engine::{EggEngine, Touchpoint};
+use crate::engine::{EggEngine, Moment, Pool, Touchpoint};
 use crate::events::{EventBuilder, Source};
 
 /// Who the device is: fixed for the writer's life.
@@ -34,24 +34,42 @@ pub(crate) struct State {
     pub events: EventBuilder,
     pub catalogue_version: u64,
     pub codes: StdRng,
+    /// Offers on screen, rebuilt each second it is needed.
+    pub pool: Pool,
 }
 
 impl State {
+    /// The offer pool for `at`, rebuilt when the second has changed.
+    pub fn pool_for(&mut self, at: &Moment) -> &Pool {
+        if !self.pool.is_for(at) {
+            self.pool = self.engine.pool(at);
+        }
+        &self.pool
+    }
+
     pub fn load(conn: &Connection, id: &Identity) -> Result<Self, StoreError> {
         let epoch = schema::meta(conn, "epoch")?
             .ok_or_else(|| StoreError::Corrupt("meta.epoch missing".into()))?;
         let catalogue_version = schema::meta(conn, "catalogue_version")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let mut offers = Vec::new();
+        // Offers stream into the engine one at a time, which keeps only what it decides with.
         let mut stmt = conn.prepare("SELECT id, json FROM offers ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
-            let json: String = row.get(1)?;
-            let offer: Offer = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))?;
-            offers.push(offer);
+        let mut failure = None;
+        let offers = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .map_while(|row| {
+                let parsed = row.map_err(StoreError::from).and_then(|(id, json)| {
+                    serde_json::from_str::<Offer>(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))
+                });
+                parsed.map_err(|e| failure = Some(e)).ok()
+            });
+        let engine = EggEngine::new(offers, id.touchpoint.clone());
+        if let Some(e) = failure {
+            return Err(e);
         }
         let mut book = QuotaBook::default();
         let mut stmt = conn.prepare(
@@ -93,7 +111,7 @@ impl State {
             scene: id.touchpoint.scene.to_string(),
         };
         Ok(State {
-            engine: EggEngine::new(offers, id.touchpoint.clone()),
+            engine,
             tz: id.tz.clone(),
             book,
             stock,
@@ -102,6 +120,7 @@ impl State {
             events: EventBuilder::new(source),
             catalogue_version,
             codes: StdRng::from_os_rng(),
+            pool: Pool::default(),
         })
     }
 }
