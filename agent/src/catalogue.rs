@@ -179,6 +179,35 @@ pub enum CatalogueError {
     },
 }
 
+/// A catalogue file not parsed yet: starting the agent only needs its version to decide
+/// whether to import it, and skipping the full parse keeps 10,000 offers out of memory.
+#[derive(Debug, Clone)]
+pub struct CatalogueFile {
+    pub text: String,
+    pub origin: String,
+}
+
+impl CatalogueFile {
+    /// The publisher's version, without building the offers.
+    pub fn version(&self) -> Result<u64, CatalogueError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            #[serde(default)]
+            version: u64,
+        }
+        serde_json::from_str::<VersionOnly>(&self.text)
+            .map(|v| v.version)
+            .map_err(|source| CatalogueError::Parse {
+                origin: self.origin.clone(),
+                source,
+            })
+    }
+
+    pub fn parse(&self) -> Result<Catalogue, CatalogueError> {
+        Catalogue::from_json(&self.text, &self.origin)
+    }
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64

@@ -30,6 +30,20 @@ pub struct AgentConfig {
     pub store: StoreConfig,
     /// Offer catalogue imported at start when the store holds an older one.
     pub catalogue: Option<PathBuf>,
+    /// Overrides of the firmware profile's sync policy, as operators push them.
+    #[serde(default)]
+    pub sync: SyncOverrides,
+}
+
+/// Sync policy fields an operator may set for one device; unset ones come from the profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncOverrides {
+    pub batch_max_events: Option<u32>,
+    pub linger_ms: Option<u64>,
+    pub ack_timeout_ms: Option<u64>,
+    pub max_in_flight: Option<u16>,
+    pub max_backoff_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +258,31 @@ impl AgentConfig {
                 "device.scene",
                 format!("profile {} does not serve scene {}", d.profile, d.scene),
             ));
+        }
+        let sync = &self.sync;
+        if sync
+            .batch_max_events
+            .is_some_and(|n| !(1..=10_000).contains(&n))
+        {
+            return Err(bad("sync.batch_max_events", "must be 1..=10000".into()));
+        }
+        if sync
+            .ack_timeout_ms
+            .is_some_and(|t| !(100..=3_600_000).contains(&t))
+        {
+            return Err(bad("sync.ack_timeout_ms", "must be 100..=3600000".into()));
+        }
+        if sync.linger_ms.is_some_and(|t| t > 600_000) {
+            return Err(bad("sync.linger_ms", "at most 600000".into()));
+        }
+        if sync.max_in_flight.is_some_and(|n| !(1..=64).contains(&n)) {
+            return Err(bad("sync.max_in_flight", "must be 1..=64".into()));
+        }
+        if sync
+            .max_backoff_ms
+            .is_some_and(|t| !(100..=3_600_000).contains(&t))
+        {
+            return Err(bad("sync.max_backoff_ms", "must be 100..=3600000".into()));
         }
         if !(1..=4096).contains(&self.store.max_batch) {
             return Err(bad(

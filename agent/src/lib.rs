@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod shopper;
 pub mod store;
 pub mod token;
+pub mod uplink;

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use caidan_agent::catalogue::Catalogue;
+use caidan_agent::catalogue::CatalogueFile;
 use caidan_agent::clock::{Clock, SystemClock};
 use caidan_agent::config::{self, AgentConfig};
-use caidan_agent::runtime::{self, RunOptions};
+use caidan_agent::runtime::{self, MqttTarget, RunOptions};
 use caidan_agent::store::Reader;
+use caidan_cloud_sync::transport::TlsFiles;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::Notify;
 
@@ -63,6 +64,18 @@ enum Command {
         /// Listen address; overrides `http.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Sync the outbox to this MQTT broker: mqtt://HOST:PORT or mqtts://HOST:PORT.
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// CA certificate (PEM) the broker's certificate must chain to, for mqtts://.
+        #[arg(long, requires = "mqtt")]
+        mqtt_ca: Option<PathBuf>,
+        /// Client certificate (PEM) for mutual TLS.
+        #[arg(long, requires = "mqtt_key")]
+        mqtt_cert: Option<PathBuf>,
+        /// Client private key (PEM) for mutual TLS.
+        #[arg(long, requires = "mqtt_cert")]
+        mqtt_key: Option<PathBuf>,
     },
     /// Offer catalogue maintenance.
     Offers {
@@ -137,7 +150,24 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_json);
     match cli.command {
-        Command::Run { target, listen } => run(target, listen),
+        Command::Run {
+            target,
+            listen,
+            mqtt,
+            mqtt_ca,
+            mqtt_cert,
+            mqtt_key,
+        } => {
+            let mqtt = mqtt.map(|url| MqttTarget {
+                url,
+                tls: TlsFiles {
+                    ca: mqtt_ca,
+                    client_cert: mqtt_cert,
+                    client_key: mqtt_key,
+                },
+            });
+            run(target, listen, mqtt)
+        }
         Command::Offers {
             command: OffersCommand::Import { file, target },
         } => import(&file, &target),
@@ -250,23 +280,17 @@ fn import(file: &Path, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn run(target: Target, listen: Option<SocketAddr>) -> Result<()> {
+fn run(target: Target, listen: Option<SocketAddr>, mqtt: Option<MqttTarget>) -> Result<()> {
     let (cfg, data_dir) = target.load()?;
     let catalogue = match (&target.config, &cfg.catalogue) {
-        (None, _) => Some(Catalogue::from_json(
-            config::DEMO_CATALOGUE,
-            "demo/catalogue.json",
-        )?),
-        (Some(_), Some(path)) => Some(runtime::read_catalogue(path).with_context(|| {
-            format!(
-                "catalogue named by {}",
-                target
-                    .config
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            )
-        })?),
+        (None, _) => Some(CatalogueFile {
+            text: config::DEMO_CATALOGUE.to_owned(),
+            origin: "demo/catalogue.json".to_owned(),
+        }),
+        (Some(config), Some(path)) => Some(
+            runtime::read_catalogue_file(path)
+                .with_context(|| format!("catalogue named by {}", config.display()))?,
+        ),
         (Some(_), None) => None,
     };
     let listen = listen.unwrap_or(cfg.http.listen);
@@ -280,6 +304,7 @@ fn run(target: Target, listen: Option<SocketAddr>) -> Result<()> {
             catalogue,
             data_dir: data_dir.clone(),
             listen,
+            mqtt: mqtt.clone(),
         };
         let running = runtime::start(opts, clock.clone()).await?;
         let link = format!(
@@ -301,6 +326,9 @@ fn run(target: Target, listen: Option<SocketAddr>) -> Result<()> {
             cfg.qr.rotation_secs
         );
         println!("store:    {}", runtime::store_path(&data_dir).display());
+        if let Some(m) = &mqtt {
+            println!("uplink:   {}", m.url);
+        }
         std::io::stdout().flush()?;
         shutdown_signal().await;
         tracing::info!("shutting down");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::catalogue::{Capability, Catalogue, CatalogueError};
+use crate::catalogue::{Capability, Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
 use crate::clock::Clock;
 use crate::config::{AgentConfig, StaffTokens};
@@ -19,6 +19,9 @@ use crate::shopper::ShopperHasher;
 use crate::store::writer::Writer;
 use crate::store::{StoreError, WriterHandle, state_identity};
 use crate::token::TokenSigner;
+use crate::uplink::{AgentOutbox, uplink_config};
+use caidan_cloud_sync::transport::TlsFiles;
+use caidan_cloud_sync::uplink::{UplinkHandle, spawn_uplink};
 
 /// File name of the agent store inside the data folder.
 pub const STORE_FILE: &str = "agent.db";
@@ -44,6 +47,8 @@ pub enum AgentError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Uplink(#[from] caidan_cloud_sync::uplink::UplinkError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -69,6 +74,18 @@ pub fn touchpoint(cfg: &AgentConfig) -> Touchpoint {
         region: cfg.device.region.clone(),
         capabilities,
     }
+}
+
+/// Reads a catalogue file without parsing it.
+pub fn read_catalogue_file(path: &Path) -> Result<CatalogueFile, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(CatalogueFile {
+        text,
+        origin: path.display().to_string(),
+    })
 }
 
 /// Reads and validates a catalogue file.
@@ -110,9 +127,18 @@ pub fn open_writer(
 pub struct RunOptions {
     pub config: AgentConfig,
     /// Catalogue to import at start when newer than the stored one (or none is stored).
-    pub catalogue: Option<Catalogue>,
+    pub catalogue: Option<CatalogueFile>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Sync the outbox to this broker (`mqtt://` or `mqtts://`); none keeps it local.
+    pub mqtt: Option<MqttTarget>,
+}
+
+/// Where and how the uplink connects.
+#[derive(Debug, Clone)]
+pub struct MqttTarget {
+    pub url: String,
+    pub tls: TlsFiles,
 }
 
 /// A started agent.
@@ -125,6 +151,8 @@ pub struct Running {
     pub wake: Arc<Notify>,
     server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     flusher: tokio::task::JoinHandle<()>,
+    /// The running uplink, when started with a broker.
+    pub uplink: Option<UplinkHandle>,
     writer_thread: std::thread::JoinHandle<()>,
     stop: watch::Sender<bool>,
 }
@@ -135,6 +163,11 @@ impl Running {
         let _ = self.stop.send(true);
         let served = self.server.await;
         let _ = self.flusher.await;
+        if let Some(uplink) = self.uplink
+            && let Err(e) = uplink.join().await
+        {
+            tracing::warn!(error = %e, "uplink ended with an error");
+        }
         drop(self.writer);
         let _ = tokio::task::spawn_blocking(move || self.writer_thread.join()).await;
         match served {
@@ -149,16 +182,24 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
     let cfg = &opts.config;
     let wake = Arc::new(Notify::new());
     let (writer, writer_thread) = open_writer(cfg, &opts.data_dir, clock.clone(), wake.clone())?;
-    if let Some(cat) = opts.catalogue.clone() {
+    if let Some(file) = &opts.catalogue {
+        let version = file.version()?;
         let stored = writer.catalogue_version();
         let offers_stored = crate::store::Reader::open(&store_path(&opts.data_dir))?
             .count(crate::store::read::Table::Offers)?;
-        if offers_stored == 0 || cat.version as i64 > stored {
-            let summary = writer.import(cat).await?;
+        if offers_stored == 0 || version as i64 > stored {
+            let summary = writer.import(file.parse()?).await?;
             tracing::info!(
                 version = summary.version,
                 offers = summary.offers,
                 "catalogue imported"
+            );
+        } else {
+            tracing::info!(
+                file = %file.origin,
+                version,
+                stored,
+                "catalogue file is not newer than the stored catalogue: kept the stored one"
             );
         }
     }
@@ -215,6 +256,19 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
             impressions.flush(clock.now_ms(), &writer, true);
         })
     };
+    let uplink = match &opts.mqtt {
+        Some(target) => {
+            let outbox = AgentOutbox::open(&store_path(&opts.data_dir), writer.clone())?;
+            let ucfg = uplink_config(cfg, &target.url, target.tls.clone());
+            Some(spawn_uplink(
+                ucfg,
+                Arc::new(outbox),
+                wake.clone(),
+                stop.subscribe(),
+            )?)
+        }
+        None => None,
+    };
     Ok(Running {
         addr,
         base_url,
@@ -223,6 +277,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         wake,
         server,
         flusher,
+        uplink,
         writer_thread,
         stop,
     })

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use caidan_agent::catalogue::Catalogue;
+use caidan_agent::catalogue::CatalogueFile;
 use caidan_agent::clock::{Clock, ManualClock};
 use caidan_agent::config::AgentConfig;
 use caidan_agent::runtime::{self, RunOptions, Running};
@@ -29,8 +29,11 @@ impl TestAgent {
     }
 
     pub async fn start_with(catalogue: Value, config: AgentConfig) -> TestAgent {
-        let catalogue =
-            Catalogue::from_json(&catalogue.to_string(), "test").expect("test catalogue is valid");
+        let catalogue = CatalogueFile {
+            text: catalogue.to_string(),
+            origin: "test".into(),
+        };
+        catalogue.parse().expect("test catalogue is valid");
         let clock = ManualClock::new(MORNING_MS);
         let dir = tempfile::tempdir().unwrap();
         let opts = RunOptions {
@@ -38,6 +41,7 @@ impl TestAgent {
             catalogue: Some(catalogue),
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
+            mqtt: None,
         };
         let running = runtime::start(opts, Arc::new(clock.clone()) as Arc<dyn Clock>)
             .await

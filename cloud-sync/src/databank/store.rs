@@ -1,0 +1,384 @@
+//! The data bank's SQLite store: events keyed by id, sequence progress per device and
+//! epoch, and device state. One [`Store`] is owned by the writer thread.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use thiserror::Error;
+
+use super::seqs::SeqProgress;
+use crate::wire::{Ack, Event};
+
+/// Schema version kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    fleet TEXT NOT NULL,
+    device TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    brand TEXT,
+    offer TEXT,
+    scene TEXT,
+    shopper TEXT,
+    count INTEGER,
+    brands TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX events_time ON events(time_ms);
+CREATE TABLE seq_progress (
+    fleet TEXT NOT NULL,
+    device TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    contiguous INTEGER NOT NULL,
+    beyond TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (fleet, device, epoch)
+);
+CREATE TABLE devices (
+    fleet TEXT NOT NULL,
+    device TEXT NOT NULL,
+    online INTEGER,
+    state TEXT NOT NULL,
+    stock TEXT,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (fleet, device)
+);
+";
+
+/// What went wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("store schema version {found} is newer than this build ({supported})")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("corrupt sequence progress for {device}/{epoch}: {reason}")]
+    CorruptProgress {
+        device: String,
+        epoch: String,
+        reason: String,
+    },
+}
+
+/// One unit of work for the writer.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// A validated event batch of one device.
+    Batch(Vec<Event>),
+    /// A retained `state` message of one device.
+    State {
+        fleet: String,
+        device: String,
+        payload: serde_json::Value,
+    },
+}
+
+/// The result of one committed [`Work`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+    /// Acknowledgements to publish: `(fleet, device, ack)`, one per epoch in the batch.
+    pub acks: Vec<(String, String, Ack)>,
+}
+
+type ProgressKey = (String, String, String);
+
+/// SQLite store (WAL, `synchronous=FULL`).
+pub struct Store {
+    conn: Connection,
+    progress: HashMap<ProgressKey, SeqProgress>,
+}
+
+/// Opens a connection with the data bank's pragmas; creates or migrates the schema when
+/// `writable`.
+pub fn open_connection(path: &Path, writable: bool) -> Result<Connection, StoreError> {
+    let flags = if writable {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if writable {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&conn)?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: open_connection(path, true)?,
+            progress: HashMap::new(),
+        })
+    }
+
+    /// Applies all `work` in one transaction; nothing is visible (or acknowledged) unless
+    /// the whole group commits.
+    pub fn apply(&mut self, work: &[Work]) -> Result<Vec<Outcome>, StoreError> {
+        let Store { conn, progress } = self;
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        // Progress touched by this transaction; merged into the cache only after commit.
+        let mut touched: HashMap<ProgressKey, SeqProgress> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(work.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events
+                 (id, fleet, device, epoch, seq, type, time_ms, brand, offer, scene, shopper,
+                  count, brands, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for item in work {
+                let mut outcome = Outcome::default();
+                match item {
+                    Work::Batch(events) => {
+                        let mut epochs: Vec<ProgressKey> = Vec::new();
+                        for e in events {
+                            let f = Facts::of(e);
+                            let n = insert.execute(params![
+                                e.id,
+                                e.fleet,
+                                e.device,
+                                e.epoch,
+                                e.seq as i64,
+                                e.ty,
+                                e.time_ms,
+                                f.brand,
+                                f.offer,
+                                f.scene,
+                                f.shopper,
+                                f.count,
+                                f.brands,
+                                e.raw
+                            ])?;
+                            if n == 1 {
+                                outcome.inserted += 1;
+                            } else {
+                                outcome.duplicates += 1;
+                            }
+                            let key = (e.fleet.clone(), e.device.clone(), e.epoch.clone());
+                            if !touched.contains_key(&key) {
+                                let p = load_progress(progress, &tx, &key)?;
+                                touched.insert(key.clone(), p);
+                            }
+                            if let Some(p) = touched.get_mut(&key) {
+                                p.record(e.seq);
+                            }
+                            if !epochs.contains(&key) {
+                                epochs.push(key);
+                            }
+                        }
+                        for key in epochs {
+                            let seq = touched.get(&key).map_or(0, SeqProgress::contiguous);
+                            let (fleet, device, epoch) = key;
+                            outcome.acks.push((fleet, device, Ack { epoch, seq }));
+                        }
+                    }
+                    Work::State {
+                        fleet,
+                        device,
+                        payload,
+                    } => {
+                        let online = payload.get("online").and_then(|v| v.as_bool());
+                        let stock = payload.get("stock").map(|s| s.to_string());
+                        tx.execute(
+                            "INSERT INTO devices (fleet, device, online, state, stock, updated_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT (fleet, device) DO UPDATE SET online = excluded.online,
+                               state = excluded.state,
+                               stock = COALESCE(excluded.stock, devices.stock),
+                               updated_ms = excluded.updated_ms",
+                            params![fleet, device, online, payload.to_string(), stock, now],
+                        )?;
+                    }
+                }
+                outcomes.push(outcome);
+            }
+            let mut save = tx.prepare_cached(
+                "INSERT INTO seq_progress (fleet, device, epoch, contiguous, beyond, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (fleet, device, epoch) DO UPDATE SET contiguous = excluded.contiguous,
+                   beyond = excluded.beyond, updated_ms = excluded.updated_ms",
+            )?;
+            for ((fleet, device, epoch), p) in &touched {
+                let beyond = serde_json::to_string(&p.ranges()).unwrap_or_else(|_| "[]".into());
+                save.execute(params![
+                    fleet,
+                    device,
+                    epoch,
+                    p.contiguous() as i64,
+                    beyond,
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
+        progress.extend(touched);
+        Ok(outcomes)
+    }
+
+    /// Number of stored events (for tests and the operator).
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+}
+
+fn load_progress(
+    cache: &HashMap<ProgressKey, SeqProgress>,
+    tx: &rusqlite::Transaction<'_>,
+    key: &ProgressKey,
+) -> Result<SeqProgress, StoreError> {
+    if let Some(p) = cache.get(key) {
+        return Ok(p.clone());
+    }
+    let row: Option<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT contiguous, beyond FROM seq_progress
+                 WHERE fleet = ?1 AND device = ?2 AND epoch = ?3",
+        )?
+        .query_row(params![key.0, key.1, key.2], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((contiguous, beyond)) = row else {
+        return Ok(SeqProgress::default());
+    };
+    let ranges: Vec<(u64, u64)> =
+        serde_json::from_str(&beyond).map_err(|e| StoreError::CorruptProgress {
+            device: key.1.clone(),
+            epoch: key.2.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(SeqProgress::from_parts(contiguous as u64, ranges))
+}
+
+/// Columns the funnel queries use, pulled out of an event's `data`.
+struct Facts {
+    brand: Option<String>,
+    offer: Option<String>,
+    scene: Option<String>,
+    shopper: Option<String>,
+    count: Option<i64>,
+    brands: Option<String>,
+}
+
+impl Facts {
+    fn of(e: &Event) -> Facts {
+        let s = |k: &str| e.data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Facts {
+            brand: e.brand.clone().or_else(|| s("brand")),
+            offer: s("offer").or_else(|| e.subject.clone()),
+            scene: s("scene"),
+            shopper: s("shopper"),
+            count: e.data.get("count").and_then(|v| v.as_i64()),
+            brands: e
+                .data
+                .get("brands")
+                .filter(|b| b.is_array())
+                .map(|b| b.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn ev(device: &str, epoch: &str, seq: u64) -> Event {
+        Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            fleet: "demo".into(),
+            device: device.into(),
+            epoch: epoch.into(),
+            seq,
+            ty: "com.caidan.scan".into(),
+            time_ms: 1_000,
+            subject: None,
+            brand: None,
+            data: serde_json::json!({"scene": "cinema", "brands": ["acme"]}),
+            raw: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn dedups_and_acks_contiguous_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let (a, b, c) = (ev("d1", "e1", 1), ev("d1", "e1", 2), ev("d1", "e1", 3));
+        {
+            let mut store = Store::open(&path).unwrap();
+            let out = store
+                .apply(&[Work::Batch(vec![a.clone()]), Work::Batch(vec![c.clone()])])
+                .unwrap();
+            assert_eq!(out[0].acks[0].2.seq, 1);
+            assert_eq!(out[1].acks[0].2.seq, 1, "gap at 2");
+        }
+        let mut store = Store::open(&path).unwrap();
+        let out = store.apply(&[Work::Batch(vec![a, b])]).unwrap();
+        assert_eq!(out[0].inserted, 1);
+        assert_eq!(out[0].duplicates, 1);
+        assert_eq!(out[0].acks[0].2.seq, 3, "3 remembered beyond the gap");
+        assert_eq!(store.event_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn keeps_device_state_and_last_stock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let state = |payload| Work::State {
+            fleet: "demo".into(),
+            device: "d1".into(),
+            payload,
+        };
+        store
+            .apply(&[state(
+                serde_json::json!({"online": true, "stock": {"sku1": 4}}),
+            )])
+            .unwrap();
+        store
+            .apply(&[state(serde_json::json!({"online": false}))])
+            .unwrap();
+        let (online, stock): (Option<bool>, Option<String>) = store
+            .conn
+            .query_row("SELECT online, stock FROM devices", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(online, Some(false));
+        assert_eq!(stock.as_deref(), Some(r#"{"sku1":4}"#));
+    }
+}

@@ -1,0 +1,153 @@
+//! Every event reaches the data bank exactly once, whatever came between: an offline
+//! backlog, kill -9 of the agent mid-sync, a broker restarted without persistence, a broker
+//! dropping queued messages for a slow data bank, a wiped device. Real processes: the
+//! `caidan-agent` and `caidan-cloud` binaries and a Mosquitto on a free port.
+
+use std::process::Command;
+use std::time::Duration;
+
+use caidan_e2e::{Agent, Databank, Mosquitto, agent_outbox, claim_many, free_port, wait_until};
+
+const DRAIN: Duration = Duration::from_secs(180);
+
+/// Waits until the data bank holds every event the agent ever wrote and the outbox is empty.
+fn drained(data: &std::path::Path, bank: &Databank) -> bool {
+    wait_until(DRAIN, || {
+        let (depth, last) = agent_outbox(data);
+        depth == 0 && bank.counts().events == last
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_backlog_of_10000_claims_arrives_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent");
+    let port = free_port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    // The broker is not up yet: the agent serves shoppers offline.
+    let agent = Agent::start(&data, Some(&url));
+    assert_eq!(claim_many(&agent.base, "offline", 10_000, 16).await, 10_000);
+    let broker = Mosquitto::start(dir.path(), port, "");
+    let bank = Databank::start(dir.path(), &broker.url(), &[]);
+    assert!(
+        drained(&data, &bank),
+        "not drained: {:?}, outbox {:?}",
+        bank.counts(),
+        agent_outbox(&data)
+    );
+    let c = bank.counts();
+    assert_eq!(c.claims, 10_000);
+    assert_eq!(c.duplicate_seqs, 0);
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_agent_mid_sync_20_times_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent");
+    let broker = Mosquitto::start(dir.path(), free_port(), "");
+    // Build a backlog offline, then let the agent sync in short lives ended by kill -9.
+    let agent = Agent::start(&data, None);
+    assert_eq!(claim_many(&agent.base, "k", 4_000, 16).await, 4_000);
+    drop(agent);
+    let bank = Databank::start(dir.path(), &broker.url(), &[]);
+    for round in 0..20u64 {
+        let mut agent = Agent::start(&data, Some(&broker.url()));
+        // Shoppers keep coming while it syncs.
+        claim_many(&agent.base, &format!("round{round}"), 20, 4).await;
+        std::thread::sleep(Duration::from_millis(50 + (round * 37) % 200));
+        agent.proc.kill9();
+    }
+    let _agent = Agent::start(&data, Some(&broker.url()));
+    assert!(
+        drained(&data, &bank),
+        "not drained: {:?}, outbox {:?}",
+        bank.counts(),
+        agent_outbox(&data)
+    );
+    let c = bank.counts();
+    assert_eq!(c.claims, 4_000 + 20 * 20);
+    assert_eq!(c.duplicate_seqs, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_without_persistence_mid_sync_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent");
+    let mut broker = Mosquitto::start(dir.path(), free_port(), "");
+    let agent = Agent::start(&data, None);
+    assert_eq!(claim_many(&agent.base, "b", 6_000, 16).await, 6_000);
+    drop(agent);
+    let bank = Databank::start(dir.path(), &broker.url(), &[]);
+    let _agent = Agent::start(&data, Some(&broker.url()));
+    assert!(
+        wait_until(DRAIN, || bank.counts().events > 200),
+        "sync never started"
+    );
+    broker.restart();
+    assert!(
+        drained(&data, &bank),
+        "not drained: {:?}, outbox {:?}",
+        bank.counts(),
+        agent_outbox(&data)
+    );
+    let c = bank.counts();
+    assert_eq!(c.claims, 6_000);
+    assert_eq!(c.duplicate_seqs, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_dropping_queued_messages_for_a_slow_data_bank_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent");
+    // Mosquitto drops QoS 1 messages queued beyond 10 for a subscriber that lags.
+    let broker = Mosquitto::start(
+        dir.path(),
+        free_port(),
+        "max_queued_messages 10\nmax_inflight_messages 1",
+    );
+    let agent = Agent::start(&data, None);
+    assert_eq!(claim_many(&agent.base, "q", 10_000, 16).await, 10_000);
+    drop(agent);
+    let bank = Databank::start(dir.path(), &broker.url(), &[]);
+    let _agent = Agent::start(&data, Some(&broker.url()));
+    // Make the data bank slower than the agent: freeze it in short bursts while the backlog drains.
+    let pid = bank.proc.child.id().to_string();
+    for _ in 0..15 {
+        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        drained(&data, &bank),
+        "not drained: {:?}, outbox {:?}",
+        bank.counts(),
+        agent_outbox(&data)
+    );
+    let c = bank.counts();
+    assert_eq!(c.claims, 10_000);
+    assert_eq!(c.duplicate_seqs, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_device_starts_a_new_epoch_and_all_its_new_events_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent");
+    let broker = Mosquitto::start(dir.path(), free_port(), "");
+    let bank = Databank::start(dir.path(), &broker.url(), &[]);
+    let mut agent = Agent::start(&data, Some(&broker.url()));
+    assert_eq!(claim_many(&agent.base, "before", 100, 4).await, 100);
+    assert!(drained(&data, &bank));
+    agent.proc.kill9();
+    let before = bank.counts();
+    std::fs::remove_dir_all(&data).unwrap();
+    let agent = Agent::start(&data, Some(&broker.url()));
+    assert_eq!(claim_many(&agent.base, "after", 50, 4).await, 50);
+    assert!(wait_until(DRAIN, || agent_outbox(&data).0 == 0
+        && bank.counts().claims == 150));
+    let c = bank.counts();
+    assert_eq!(c.epochs, 2);
+    assert_eq!(c.claims, before.claims + 50);
+    assert_eq!(c.duplicate_seqs, 0);
+}
