@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use caidan_profiles::Capability;
 use caidan_profiles::Scene;
 use jiff::Timestamp;
 use jiff::civil::Time;
@@ -51,17 +52,6 @@ impl OfferKind {
     pub fn redeemable(self) -> bool {
         self != OfferKind::Content
     }
-}
-
-/// What a touchpoint must have for an offer to be shown there.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Capability {
-    Dispenser,
-    Printer,
-    Keypad,
-    Touch,
-    BarcodeScanner,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

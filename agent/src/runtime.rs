@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::catalogue::{Capability, Catalogue, CatalogueError, CatalogueFile};
+use crate::catalogue::{Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
 use crate::clock::Clock;
 use crate::config::{AgentConfig, StaffTokens};
@@ -58,16 +58,9 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join(STORE_FILE)
 }
 
-/// What the device's firmware profile lets offers require.
+/// Who this device is for targeting; capabilities come from its firmware profile.
 pub fn touchpoint(cfg: &AgentConfig) -> Touchpoint {
-    let profile = cfg.profile();
-    let capabilities = profile
-        .capabilities()
-        .into_iter()
-        .filter_map(|c| {
-            serde_json::from_value::<Capability>(serde_json::Value::String(c.to_string())).ok()
-        })
-        .collect();
+    let capabilities = cfg.profile().capabilities();
     Touchpoint {
         device: cfg.device.id.clone(),
         scene: cfg.device.scene,

@@ -63,16 +63,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SCENES: [Scene; 7] = [
-        Scene::Cinema,
-        Scene::Community,
-        Scene::Restaurant,
-        Scene::Campus,
-        Scene::Transit,
-        Scene::Plaza,
-        Scene::Vending,
-    ];
-
     #[test]
     fn a_day_of_unlimited_demand_spends_exactly_the_quota_spread_over_the_day() {
         let curve = hourly_traffic(Scene::Cinema);
@@ -108,7 +98,7 @@ mod tests {
             quota in 1u32..100_000,
             demand in proptest::collection::vec(0u32..5_000, 24),
         ) {
-            let curve = hourly_traffic(SCENES[scene]);
+            let curve = hourly_traffic(Scene::ALL[scene]);
             let mut used = 0u32;
             for (hour, want) in demand.iter().enumerate() {
                 let allowed = allowed_through_hour(&curve, hour, quota, used);

@@ -3,6 +3,7 @@
 //! the command succeeded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -14,6 +15,9 @@ use crate::catalogue::{Catalogue, Offer, OfferKind, Text};
 use crate::engine::{Moment, Pick, ShopperView, daily_seed};
 use crate::event_data;
 use crate::events::{self, NewEvent};
+
+/// Offers whose copy (titles, descriptions) the writer keeps parsed.
+const OFFER_CACHE: usize = 256;
 
 /// Clock readings for one batch.
 #[derive(Debug, Clone, Copy)]
@@ -159,16 +163,27 @@ pub fn claim(
         Pick::Fallback(i) => (i, true),
     };
     // Titles and copy live in the store, not in the engine.
-    let offer: Offer = match index {
-        Some(i) => {
-            let id = &st.engine.rule(i).id;
-            let json: String = conn
-                .prepare_cached("SELECT json FROM offers WHERE id = ?1")?
-                .query_row([&**id], |r| r.get(0))?;
-            serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))?
-        }
-        None => builtin_story(),
+    let offer: Arc<Offer> = match index {
+        Some(i) => match st.offers.get(&i) {
+            Some(o) => o.clone(),
+            None => {
+                let id = &st.engine.rule(i).id;
+                let json: String = conn
+                    .prepare_cached("SELECT json FROM offers WHERE id = ?1")?
+                    .query_row([&**id], |r| r.get(0))?;
+                let offer: Arc<Offer> = Arc::new(
+                    serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))?,
+                );
+                // Claims gather on few offers; a small bounded cache spares most parses.
+                if st.offers.len() >= OFFER_CACHE {
+                    st.offers.clear();
+                }
+                st.offers.insert(i, offer.clone());
+                offer
+            }
+        },
+        None => Arc::new(builtin_story()),
     };
     let expires_ms = now.ms + i64::from(offer.claim_ttl_hours) * 3_600_000;
     let mut code = crate::claim::new_code(&mut st.codes);

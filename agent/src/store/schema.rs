@@ -75,8 +75,13 @@ pub fn open(path: &Path, access: Access, now_ms: i64) -> Result<Connection, Stor
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // A claim the shopper saw must survive power loss: fsync on every commit.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Small devices: cap the page cache at 1 MiB (negative = KiB).
-    conn.pragma_update(None, "cache_size", -1024)?;
+    // Small devices: cap the page cache (negative = KiB). The writer gets more: the claim
+    // indexes are keyed by random codes and hashed shopper ids, and misses cost a read each.
+    let cache_kib = match access {
+        Access::Writer => 4096,
+        Access::Reader => 512,
+    };
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     if access == Access::Writer {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;

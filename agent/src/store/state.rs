@@ -3,6 +3,7 @@
 //! commit fails or another process changed the store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use rand::SeedableRng;
@@ -36,6 +37,8 @@ pub(crate) struct State {
     pub codes: StdRng,
     /// Offers on screen, rebuilt each second it is needed.
     pub pool: Pool,
+    /// Full offers (with their copy) recently handed out, by rule index.
+    pub offers: HashMap<usize, Arc<Offer>>,
 }
 
 impl State {
@@ -121,6 +124,7 @@ impl State {
             catalogue_version,
             codes: StdRng::from_os_rng(),
             pool: Pool::default(),
+            offers: HashMap::new(),
         })
     }
 }

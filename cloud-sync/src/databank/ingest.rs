@@ -67,6 +67,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(cfg.mqtt_options(), 4096);
+    // Acks go out one small message at a time: do not let Nagle's algorithm hold them.
+    eventloop.network_options.set_tcp_nodelay(true);
     let acker = tokio::spawn(acknowledge(
         client.clone(),
         done,

@@ -87,6 +87,9 @@ pub(super) async fn run<S: OutboxSource>(
     opts.set_clean_session(true);
     let cap = cfg.max_in_flight * 2 + 16;
     let (client, mut eventloop) = AsyncClient::new(opts, cap);
+    // Batches and acks are small request/response exchanges: Nagle's algorithm against the
+    // peer's delayed ACK would hold each one back by tens of milliseconds.
+    eventloop.network_options.set_tcp_nodelay(true);
     let core_cfg = CoreConfig {
         batch_max_events: cfg.batch_max_events,
         batch_max_bytes: cfg.batch_max_bytes,
