@@ -75,10 +75,11 @@ pub fn open(path: &Path, access: Access, now_ms: i64) -> Result<Connection, Stor
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // A claim the shopper saw must survive power loss: fsync on every commit.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Small devices: cap the page cache (negative = KiB). The writer gets more: the claim
-    // indexes are keyed by random codes and hashed shopper ids, and misses cost a read each.
+    // Small devices: cap the page cache (negative = KiB). Measured: a 4 MiB writer cache
+    // brought no claim throughput the OS page cache did not already give, and cost 3 MiB of
+    // idle RSS with 10,000 offers (loading them fills it).
     let cache_kib = match access {
-        Access::Writer => 4096,
+        Access::Writer => 1024,
         Access::Reader => 512,
     };
     conn.pragma_update(None, "cache_size", -cache_kib)?;
