@@ -240,3 +240,23 @@ async fn staff_redeem_once_with_a_bearer_token() {
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn segment_targeting_uses_the_cloud_tags_of_the_hashed_shopper() {
+    let hasher = caidan_agent::shopper::ShopperHasher::new(
+        caidan_agent::config::AgentConfig::demo().fleet_secret(),
+    );
+    let catalogue = json!({
+        "offers": [
+            { "id": "students", "brand": "paper-moon", "kind": "coupon", "title": { "en": "Books" }, "segments": ["student"] },
+            { "id": "story", "brand": "lumi", "kind": "content", "title": { "en": "Story" } }
+        ],
+        "segments": { hasher.hash("alice"): ["student"] }
+    });
+    let agent = TestAgent::start(catalogue).await;
+    let (_, alice) = agent.crack("alice").await;
+    assert_eq!(alice["offer"]["id"], "students");
+    let (_, bob) = agent.crack("bob").await;
+    assert_eq!(bob["offer"]["id"], "story");
+    assert_eq!(bob["fallback"], true);
+}

@@ -173,6 +173,7 @@ const SAMPLES: usize = 32;
 pub struct EggEngine {
     rules: Vec<Rule>,
     touchpoint: Touchpoint,
+    uses_segments: bool,
 }
 
 impl EggEngine {
@@ -185,7 +186,12 @@ impl EggEngine {
             .map(|o| Rule::new(o, &mut brands))
             .collect();
         rules.shrink_to_fit();
-        Self { rules, touchpoint }
+        let uses_segments = rules.iter().any(|r| !r.segments.is_empty());
+        Self {
+            rules,
+            touchpoint,
+            uses_segments,
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -198,6 +204,11 @@ impl EggEngine {
 
     pub fn touchpoint(&self) -> &Touchpoint {
         &self.touchpoint
+    }
+
+    /// Whether any offer targets shopper segments (else segment lookups can be skipped).
+    pub fn uses_segments(&self) -> bool {
+        self.uses_segments
     }
 
     /// The offers on screen at `at`.

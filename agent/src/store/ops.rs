@@ -105,30 +105,54 @@ fn builtin_story() -> Offer {
     }
 }
 
-fn shopper_view(conn: &Connection, shopper: &str, day: &str) -> Result<ShopperView, StoreError> {
-    let segments = conn
-        .prepare_cached("SELECT tags FROM segments WHERE shopper = ?1")?
-        .query_row([shopper], |r| r.get::<_, String>(0))
-        .optional()?
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+/// What the store knows of a shopper: today's claim if any, else what the engine needs.
+enum Seen {
+    Today(ClaimRecord),
+    Before(ShopperView),
+}
+
+/// One pass over the shopper's claims (usually none) answers both "already claimed today?"
+/// and the engine's per-shopper questions.
+fn shopper_view(
+    conn: &Connection,
+    st: &State,
+    shopper: &str,
+    day: &str,
+) -> Result<Seen, StoreError> {
     let mut claimed = HashMap::new();
     let mut previous: Option<(String, i64)> = None;
-    let mut stmt = conn.prepare_cached("SELECT offer_id, count(*), max(id) FROM claims WHERE shopper = ?1 AND day < ?2 GROUP BY offer_id")?;
-    let mut rows = stmt.query(params![shopper, day])?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, day, offer_id FROM claims WHERE shopper = ?1")?;
+    let mut rows = stmt.query([shopper])?;
     while let Some(r) = rows.next()? {
-        let offer: String = r.get(0)?;
-        let last_id: i64 = r.get(2)?;
-        if previous.as_ref().is_none_or(|(_, id)| last_id > *id) {
-            previous = Some((offer.clone(), last_id));
+        let id: i64 = r.get(0)?;
+        if r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)? == day {
+            let claim = conn
+                .prepare_cached(&format!("SELECT {CLAIM_COLUMNS} FROM claims WHERE id = ?1"))?
+                .query_row([id], claim_from_row)?;
+            return Ok(Seen::Today(claim));
         }
-        claimed.insert(offer, r.get(1)?);
+        let offer: String = r.get(2)?;
+        if previous.as_ref().is_none_or(|(_, last)| id > *last) {
+            previous = Some((offer.clone(), id));
+        }
+        *claimed.entry(offer).or_insert(0) += 1;
     }
-    Ok(ShopperView {
+    // Most catalogues target no segment: then the lookup is skipped.
+    let segments = if st.engine.uses_segments() {
+        conn.prepare_cached("SELECT tags FROM segments WHERE shopper = ?1")?
+            .query_row([shopper], |r| r.get::<_, String>(0))
+            .optional()?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(Seen::Before(ShopperView {
         segments,
         claimed,
         previous_offer: previous.map(|(o, _)| o),
-    })
+    }))
 }
 
 /// Gives the shopper today's egg: the one they already hold, or a new claim.
@@ -140,19 +164,15 @@ pub fn claim(
 ) -> Result<ClaimOutcome, StoreError> {
     let moment = now.moment(st);
     let day = moment.today().to_string();
-    let existing = conn
-        .prepare_cached(&format!(
-            "SELECT {CLAIM_COLUMNS} FROM claims WHERE shopper = ?1 AND day = ?2"
-        ))?
-        .query_row(params![shopper, day], claim_from_row)
-        .optional()?;
-    if let Some(claim) = existing {
-        return Ok(ClaimOutcome {
-            claim,
-            existing: true,
-        });
-    }
-    let view = shopper_view(conn, shopper, &day)?;
+    let view = match shopper_view(conn, st, shopper, &day)? {
+        Seen::Today(claim) => {
+            return Ok(ClaimOutcome {
+                claim,
+                existing: true,
+            });
+        }
+        Seen::Before(view) => view,
+    };
     let seed = daily_seed(&st.engine.touchpoint().device, shopper, moment.today());
     st.pool_for(&moment);
     let pick = st
@@ -209,7 +229,11 @@ pub fn claim(
             "could not find a free claim code".into(),
         ));
     }
-    let counted = index.map(|_| st.book.get(&offer.id).bumped(moment.today(), moment.hour()));
+    // Counters exist for quotas; an offer without any (content eggs, as a rule) skips them,
+    // so a quota added later to an existing offer counts from then on.
+    let counted = index
+        .filter(|_| offer.quota != Default::default())
+        .map(|_| st.book.get(&offer.id).bumped(moment.today(), moment.hour()));
     if let Some(c) = counted {
         conn.prepare_cached(
             "INSERT INTO quota_counters (offer_id, total, day, day_count, hour, hour_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
