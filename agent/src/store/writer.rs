@@ -66,6 +66,14 @@ pub struct WriterHandle {
     tx: mpsc::Sender<Command>,
     depth: Arc<AtomicI64>,
     catalogue_version: Arc<AtomicI64>,
+    shoppers: Arc<ShopperActivity>,
+}
+
+/// When a shopper last asked for an egg, so background work can step aside.
+#[derive(Debug)]
+struct ShopperActivity {
+    base: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Starts the writer thread for the store at `path`.
@@ -106,6 +114,10 @@ impl Writer {
                 tx,
                 depth,
                 catalogue_version,
+                shoppers: Arc::new(ShopperActivity {
+                    base: std::time::Instant::now(),
+                    last_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+                }),
             },
             join,
         ))
@@ -132,6 +144,8 @@ impl WriterHandle {
 
     /// Today's egg for a hashed shopper id, durable before it returns.
     pub async fn claim(&self, shopper: String) -> Result<ClaimOutcome, StoreError> {
+        let since = self.shoppers.base.elapsed().as_millis() as u64;
+        self.shoppers.last_ms.store(since, Ordering::Relaxed);
         self.call(|reply| Command::Claim { shopper, reply }).await
     }
 
@@ -179,6 +193,14 @@ impl WriterHandle {
     /// Deletes outbox records up to `through`; blocking, for the uplink's worker threads.
     pub fn trim_blocking(&self, through: i64) -> Result<u64, StoreError> {
         self.call_blocking(|reply| Command::Trim { through, reply })
+    }
+
+    /// Whether a shopper asked for an egg within `window`.
+    pub fn shoppers_active(&self, window: std::time::Duration) -> bool {
+        let last = self.shoppers.last_ms.load(Ordering::Relaxed);
+        last != u64::MAX
+            && (self.shoppers.base.elapsed().as_millis() as u64).saturating_sub(last)
+                < window.as_millis() as u64
     }
 
     pub fn outbox_depth(&self) -> i64 {
