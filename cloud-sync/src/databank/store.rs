@@ -1,10 +1,19 @@
 //! The data bank's SQLite store: events keyed by id, sequence progress per device and
-//! epoch, and device state. One [`Store`] is owned by the writer thread.
+//! epoch, and device state. One [`Store`] is owned by each ingester's writer thread.
+//!
+//! Several ingesters may share one store file (one MQTT share group, batches of one device
+//! spread over them). Each transaction therefore starts with `BEGIN IMMEDIATE` (writers queue
+//! on the write lock via `busy_timeout` instead of failing on a read-to-write upgrade) and
+//! reads the sequence progress of the devices it touches from the database inside that
+//! transaction: no progress is cached across transactions, so another ingester's commits are
+//! always merged, never overwritten, and every acknowledgement is the store's true highest
+//! contiguous seq as of the commit.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
 use super::seqs::SeqProgress;
@@ -68,6 +77,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether another writer on the same file held the write lock past [`BUSY_TIMEOUT`]:
+    /// nothing was written, and the same work may be applied again.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
 /// One unit of work for the writer.
 #[derive(Debug, Clone)]
 pub enum Work {
@@ -92,10 +113,12 @@ pub struct Outcome {
 
 type ProgressKey = (String, String, String);
 
+/// How long a writer waits for the write lock held by another ingester on the same file.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// SQLite store (WAL, `synchronous=FULL`).
 pub struct Store {
     conn: Connection,
-    progress: HashMap<ProgressKey, SeqProgress>,
 }
 
 /// Opens a connection with the data bank's pragmas; creates or migrates the schema when
@@ -107,7 +130,7 @@ pub fn open_connection(path: &Path, writable: bool) -> Result<Connection, StoreE
         OpenFlags::SQLITE_OPEN_READ_ONLY
     };
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     if writable {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -117,6 +140,29 @@ pub fn open_connection(path: &Path, writable: bool) -> Result<Connection, StoreE
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version = schema_version(conn)?;
+    if version < 1 {
+        // Another ingester may be creating the same file right now: take the write lock
+        // first, then look again.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let created = schema_version(conn).and_then(|v| {
+            if v < 1 {
+                conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;"))?;
+            }
+            Ok(())
+        });
+        match created {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -124,12 +170,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version < 1 {
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-        ))?;
-    }
-    Ok(())
+    Ok(version)
 }
 
 fn now_ms() -> i64 {
@@ -141,17 +182,22 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Ok(Store {
             conn: open_connection(path, true)?,
-            progress: HashMap::new(),
         })
     }
 
     /// Applies all `work` in one transaction; nothing is visible (or acknowledged) unless
     /// the whole group commits.
+    ///
+    /// The transaction is `IMMEDIATE`: it holds the write lock from its first statement, so
+    /// the progress rows it reads are the latest committed by any ingester on this file, and
+    /// nobody else can commit until it has merged and written them back.
     pub fn apply(&mut self, work: &[Work]) -> Result<Vec<Outcome>, StoreError> {
-        let Store { conn, progress } = self;
-        let tx = conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
-        // Progress touched by this transaction; merged into the cache only after commit.
+        // Progress of every (fleet, device, epoch) this transaction touches, read once from
+        // the database under the write lock, then merged with this group's seqs.
         let mut touched: HashMap<ProgressKey, SeqProgress> = HashMap::new();
         let mut outcomes = Vec::with_capacity(work.len());
         {
@@ -191,7 +237,7 @@ impl Store {
                             }
                             let key = (e.fleet.clone(), e.device.clone(), e.epoch.clone());
                             if !touched.contains_key(&key) {
-                                let p = load_progress(progress, &tx, &key)?;
+                                let p = load_progress(&tx, &key)?;
                                 touched.insert(key.clone(), p);
                             }
                             if let Some(p) = touched.get_mut(&key) {
@@ -246,7 +292,6 @@ impl Store {
             }
         }
         tx.commit()?;
-        progress.extend(touched);
         Ok(outcomes)
     }
 
@@ -259,14 +304,11 @@ impl Store {
     }
 }
 
+/// The committed progress of `key`, read inside the (immediate) transaction `tx`.
 fn load_progress(
-    cache: &HashMap<ProgressKey, SeqProgress>,
     tx: &rusqlite::Transaction<'_>,
     key: &ProgressKey,
 ) -> Result<SeqProgress, StoreError> {
-    if let Some(p) = cache.get(key) {
-        return Ok(p.clone());
-    }
     let row: Option<(i64, String)> = tx
         .prepare_cached(
             "SELECT contiguous, beyond FROM seq_progress
@@ -353,6 +395,109 @@ mod tests {
         assert_eq!(out[0].duplicates, 1);
         assert_eq!(out[0].acks[0].2.seq, 3, "3 remembered beyond the gap");
         assert_eq!(store.event_count().unwrap(), 3);
+    }
+
+    fn batch(device: &str, epoch: &str, seqs: std::ops::RangeInclusive<u64>) -> Work {
+        Work::Batch(seqs.map(|s| ev(device, epoch, s)).collect())
+    }
+
+    fn ack_of(out: &[Outcome]) -> u64 {
+        out.last().unwrap().acks[0].2.seq
+    }
+
+    /// Two stores (two ingesters) on one file, batches of one device alternating between
+    /// them: each merges the other's committed progress instead of overwriting it.
+    #[test]
+    fn two_stores_on_one_file_merge_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut a = Store::open(&path).unwrap();
+        let mut b = Store::open(&path).unwrap();
+        assert_eq!(ack_of(&a.apply(&[batch("d1", "e1", 1..=10)]).unwrap()), 10);
+        let second = batch("d1", "e1", 11..=20);
+        assert_eq!(ack_of(&b.apply(std::slice::from_ref(&second)).unwrap()), 20);
+        assert_eq!(
+            ack_of(&a.apply(&[batch("d1", "e1", 21..=30)]).unwrap()),
+            30,
+            "a sees b's 11..=20"
+        );
+        // A gap left by one store is closed by the other, ranges beyond it included.
+        assert_eq!(ack_of(&b.apply(&[batch("d1", "e1", 41..=50)]).unwrap()), 30);
+        assert_eq!(ack_of(&a.apply(&[batch("d1", "e1", 51..=60)]).unwrap()), 30);
+        assert_eq!(ack_of(&b.apply(&[batch("d1", "e1", 31..=40)]).unwrap()), 60);
+        // A redelivered batch on the store that did not write it: acked at the true value.
+        let out = a.apply(&[second]).unwrap();
+        assert_eq!((out[0].inserted, out[0].duplicates), (0, 10));
+        assert_eq!(ack_of(&out), 60);
+        assert_eq!(a.event_count().unwrap(), 60);
+        let row: (i64, String) = b
+            .conn
+            .query_row("SELECT contiguous, beyond FROM seq_progress", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(row, (60, "[]".to_owned()));
+    }
+
+    /// Two writer threads on one file commit concurrently: the immediate transactions
+    /// serialize (no SQLITE_BUSY), each store's acks never move backwards, and the last
+    /// commit acknowledges everything.
+    #[test]
+    fn concurrent_stores_serialize_and_ack_the_merged_prefix() {
+        const BATCHES: u64 = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(Store::open(&path).unwrap());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let writers: Vec<_> = (0..2u64)
+            .map(|parity| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    barrier.wait();
+                    let mut acks = Vec::new();
+                    for i in (parity..BATCHES).step_by(2) {
+                        let out = store
+                            .apply(&[batch("d1", "e1", i * 10 + 1..=i * 10 + 10)])
+                            .unwrap();
+                        acks.push(ack_of(&out));
+                    }
+                    acks
+                })
+            })
+            .collect();
+        let mut last = Vec::new();
+        for w in writers {
+            let acks = w.join().unwrap();
+            assert!(acks.windows(2).all(|p| p[0] <= p[1]), "{acks:?}");
+            last.push(*acks.last().unwrap());
+        }
+        assert!(last.contains(&(BATCHES * 10)), "last acks {last:?}");
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.event_count().unwrap(), BATCHES * 10);
+        let out = store.apply(&[batch("d1", "e1", 1..=1)]).unwrap();
+        assert_eq!(ack_of(&out), BATCHES * 10);
+    }
+
+    /// A writer that cannot get the lock in time fails as "busy", with nothing written, and
+    /// succeeds once the other writer is done.
+    #[test]
+    fn busy_when_another_writer_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_millis(50))
+            .unwrap();
+        let other = open_connection(&path, true).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let work = [batch("d1", "e1", 1..=3)];
+        let err = store.apply(&work).unwrap_err();
+        assert!(err.is_busy(), "{err}");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(store.event_count().unwrap(), 0);
+        assert_eq!(ack_of(&store.apply(&work).unwrap()), 3);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The single writer: one thread owns the [`Store`] and commits the work that queued up
 //! together in one transaction (group commit), then reports each outcome with its tag.
+//! Other ingesters may write the same store file; their transactions and ours serialize on
+//! SQLite's write lock (see [`Store::apply`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,6 +16,9 @@ use super::store::{Outcome, Store, StoreError, Work};
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Most work items committed in one transaction.
 const MAX_GROUP_ITEMS: usize = 1_000;
+/// Times a group is applied again when another ingester on the same store file held the
+/// write lock past the busy timeout (each attempt waits that long for it).
+const BUSY_RETRIES: u32 = 2;
 
 /// What the writer reports for each submitted item: the outcome, or the store error that
 /// rolled its transaction back (then nothing of it is stored or acknowledged).
@@ -66,7 +71,17 @@ pub fn spawn<T: Send + 'static>(
                 let (work, tags): (Vec<Work>, Vec<T>) = group.into_iter().unzip();
                 let span = tracing::debug_span!("commit", items = work.len(), events);
                 let _guard = span.enter();
-                match store.apply(&work) {
+                let mut attempt = 0;
+                let applied = loop {
+                    match store.apply(&work) {
+                        Err(e) if e.is_busy() && attempt < BUSY_RETRIES => {
+                            attempt += 1;
+                            tracing::warn!(error = %e, attempt, "store busy (another writer); retrying");
+                        }
+                        r => break r,
+                    }
+                };
+                match applied {
                     Ok(outcomes) => {
                         metrics.transactions.fetch_add(1, Relaxed);
                         for ((outcome, tag), item) in outcomes.into_iter().zip(tags).zip(&work) {
