@@ -10,6 +10,25 @@ use caidan_e2e::{Agent, Databank, Mosquitto, agent_outbox, claim_many, free_port
 
 const DRAIN: Duration = Duration::from_secs(180);
 
+/// Builds a backlog: the agent serves `n` shoppers with no broker configured, then stops.
+async fn offline_backlog(data: &std::path::Path, prefix: &str, n: usize) {
+    let agent = Agent::start(data, None);
+    assert_eq!(claim_many(&agent.base, prefix, n, 16).await, n);
+}
+
+/// Asserts the outbox drained into the data bank with exactly `claims` claims, no seq twice.
+fn assert_exactly_once(data: &std::path::Path, bank: &Databank, claims: i64) {
+    assert!(
+        drained(data, bank),
+        "not drained: {:?}, outbox {:?}",
+        bank.counts(),
+        agent_outbox(data)
+    );
+    let c = bank.counts();
+    assert_eq!(c.claims, claims);
+    assert_eq!(c.duplicate_seqs, 0);
+}
+
 /// Waits until the data bank holds every event the agent ever wrote and the outbox is empty.
 fn drained(data: &std::path::Path, bank: &Databank) -> bool {
     wait_until(DRAIN, || {
@@ -29,15 +48,7 @@ async fn an_offline_backlog_of_10000_claims_arrives_exactly_once() {
     assert_eq!(claim_many(&agent.base, "offline", 10_000, 16).await, 10_000);
     let broker = Mosquitto::start(dir.path(), port, "");
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
-    assert!(
-        drained(&data, &bank),
-        "not drained: {:?}, outbox {:?}",
-        bank.counts(),
-        agent_outbox(&data)
-    );
-    let c = bank.counts();
-    assert_eq!(c.claims, 10_000);
-    assert_eq!(c.duplicate_seqs, 0);
+    assert_exactly_once(&data, &bank, 10_000);
     drop(agent);
 }
 
@@ -47,9 +58,7 @@ async fn kill_9_of_the_agent_mid_sync_20_times_loses_and_doubles_nothing() {
     let data = dir.path().join("agent");
     let broker = Mosquitto::start(dir.path(), free_port(), "");
     // Build a backlog offline, then let the agent sync in short lives ended by kill -9.
-    let agent = Agent::start(&data, None);
-    assert_eq!(claim_many(&agent.base, "k", 4_000, 16).await, 4_000);
-    drop(agent);
+    offline_backlog(&data, "k", 4_000).await;
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     for round in 0..20u64 {
         let mut agent = Agent::start(&data, Some(&broker.url()));
@@ -59,15 +68,7 @@ async fn kill_9_of_the_agent_mid_sync_20_times_loses_and_doubles_nothing() {
         agent.proc.kill9();
     }
     let _agent = Agent::start(&data, Some(&broker.url()));
-    assert!(
-        drained(&data, &bank),
-        "not drained: {:?}, outbox {:?}",
-        bank.counts(),
-        agent_outbox(&data)
-    );
-    let c = bank.counts();
-    assert_eq!(c.claims, 4_000 + 20 * 20);
-    assert_eq!(c.duplicate_seqs, 0);
+    assert_exactly_once(&data, &bank, 4_000 + 20 * 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,9 +76,7 @@ async fn a_broker_restarted_without_persistence_mid_sync_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("agent");
     let mut broker = Mosquitto::start(dir.path(), free_port(), "");
-    let agent = Agent::start(&data, None);
-    assert_eq!(claim_many(&agent.base, "b", 6_000, 16).await, 6_000);
-    drop(agent);
+    offline_backlog(&data, "b", 6_000).await;
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let _agent = Agent::start(&data, Some(&broker.url()));
     assert!(
@@ -85,15 +84,7 @@ async fn a_broker_restarted_without_persistence_mid_sync_loses_nothing() {
         "sync never started"
     );
     broker.restart();
-    assert!(
-        drained(&data, &bank),
-        "not drained: {:?}, outbox {:?}",
-        bank.counts(),
-        agent_outbox(&data)
-    );
-    let c = bank.counts();
-    assert_eq!(c.claims, 6_000);
-    assert_eq!(c.duplicate_seqs, 0);
+    assert_exactly_once(&data, &bank, 6_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,9 +97,7 @@ async fn a_broker_dropping_queued_messages_for_a_slow_data_bank_loses_nothing() 
         free_port(),
         "max_queued_messages 10\nmax_inflight_messages 1",
     );
-    let agent = Agent::start(&data, None);
-    assert_eq!(claim_many(&agent.base, "q", 10_000, 16).await, 10_000);
-    drop(agent);
+    offline_backlog(&data, "q", 10_000).await;
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let _agent = Agent::start(&data, Some(&broker.url()));
     // Make the data bank slower than the agent: freeze it in short bursts while the backlog drains.
@@ -119,15 +108,7 @@ async fn a_broker_dropping_queued_messages_for_a_slow_data_bank_loses_nothing() 
         Command::new("kill").args(["-CONT", &pid]).status().unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        drained(&data, &bank),
-        "not drained: {:?}, outbox {:?}",
-        bank.counts(),
-        agent_outbox(&data)
-    );
-    let c = bank.counts();
-    assert_eq!(c.claims, 10_000);
-    assert_eq!(c.duplicate_seqs, 0);
+    assert_exactly_once(&data, &bank, 10_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
