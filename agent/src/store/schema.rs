@@ -92,6 +92,9 @@ pub fn open(path: &Path, access: Access, now_ms: i64) -> Result<Connection, Stor
             )));
         }
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every command runs in its own savepoint, which journals the pages it touches;
+        // in memory that is a copy of a few pages, on disk a temp-file write for each.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {

@@ -283,8 +283,23 @@ impl Worker {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             for cmd in batch.drain(..) {
-                let sp = tx.savepoint()?;
                 let st = &mut self.state;
+                // A trim is one plain DELETE and needs no savepoint (so it journals no
+                // pages): if it fails, the whole group fails and every caller is told.
+                let cmd = match cmd {
+                    Command::Trim { through, reply } => match ops::trim(&tx, st, through) {
+                        Ok(n) => {
+                            pending.push(pend(reply, Ok(n)));
+                            continue;
+                        }
+                        Err(e) => {
+                            pending.push(pend(reply, Ok(0)));
+                            return Err(e);
+                        }
+                    },
+                    other => other,
+                };
+                let sp = tx.savepoint()?;
                 macro_rules! run {
                     ($reply:expr, $result:expr) => {{
                         let result = $result;
@@ -306,7 +321,7 @@ impl Worker {
                     Command::Redeem { code, reply } => {
                         run!(reply, ops::redeem(&sp, st, now, &code))
                     }
-                    Command::Trim { through, reply } => run!(reply, ops::trim(&sp, st, through)),
+                    Command::Trim { .. } => unreachable!("trims run before the savepoint"),
                     Command::Import { catalogue, reply } => {
                         reload_after = true;
                         run!(reply, ops::import(&sp, &catalogue))
