@@ -88,8 +88,8 @@ pub struct Event {
     pub time_ms: i64,
     pub subject: Option<String>,
     pub brand: Option<String>,
-    /// The `data` object (may be `Null` when absent).
-    pub data: serde_json::Value,
+    /// The fields of `data` the data bank keeps in columns of their own.
+    pub facts: Facts,
     /// The event exactly as received, for storage.
     pub raw: String,
 }
@@ -123,7 +123,96 @@ struct Envelope {
     seq: Option<serde_json::Value>,
     brand: Option<String>,
     #[serde(default)]
-    data: serde_json::Value,
+    data: Option<Data>,
+}
+
+/// An event's `data` as read: the facts of an object, or a note that it was something else.
+enum Data {
+    Object(Facts),
+    NotAnObject,
+}
+
+/// The fields of an event's `data` object that the funnel queries, read straight from the
+/// JSON without building a tree. A field of the wrong type is left out, as if absent; `data`
+/// itself must be an object (or `null`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub brand: Option<String>,
+    pub offer: Option<String>,
+    pub scene: Option<String>,
+    pub shopper: Option<String>,
+    pub count: Option<i64>,
+    /// Brands an impression showed.
+    pub brands: Option<Vec<String>>,
+}
+
+/// A value kept only when it has the expected type.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Lenient<T> {
+    Typed(T),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<T> Lenient<T> {
+    fn typed(self) -> Option<T> {
+        match self {
+            Lenient::Typed(t) => Some(t),
+            Lenient::Other(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Data;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+                let mut facts = Facts::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let text = |v: Lenient<String>| v.typed();
+                    match key.as_ref() {
+                        "brand" => facts.brand = text(map.next_value()?),
+                        "offer" => facts.offer = text(map.next_value()?),
+                        "scene" => facts.scene = text(map.next_value()?),
+                        "shopper" => facts.shopper = text(map.next_value()?),
+                        "count" => facts.count = map.next_value::<Lenient<i64>>()?.typed(),
+                        "brands" => {
+                            facts.brands = map.next_value::<Lenient<Vec<String>>>()?.typed()
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Data::Object(facts))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Data::NotAnObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Data, E> {
+                Ok(Data::NotAnObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Data, E> {
+                Ok(Data::NotAnObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Data, E> {
+                Ok(Data::NotAnObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Data, E> {
+                Ok(Data::NotAnObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Data, E> {
+                Ok(Data::NotAnObject)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// Validates a batch payload that arrived on the events topic of `fleet`/`device`.
@@ -233,9 +322,11 @@ fn parse_event(
         .and_then(serde_json::Value::as_u64)
         .filter(|s| *s >= 1)
         .ok_or_else(|| invalid("seq must be a positive integer"))?;
-    if !(env.data.is_object() || env.data.is_null()) {
-        return Err(invalid("data must be an object"));
-    }
+    let facts = match env.data {
+        None => Facts::default(),
+        Some(Data::Object(facts)) => facts,
+        Some(Data::NotAnObject) => return Err(invalid("data must be an object")),
+    };
     Ok(Event {
         id,
         fleet: fleet.to_owned(),
@@ -246,7 +337,7 @@ fn parse_event(
         time_ms,
         subject: env.subject,
         brand: env.brand,
-        data: env.data,
+        facts,
         raw: raw.get().to_owned(),
     })
 }
@@ -283,7 +374,9 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].seq, 2);
         assert_eq!(events[0].time_ms, 1_740_824_100_123);
-        assert_eq!(events[0].data["shopper"], "ab");
+        assert_eq!(events[0].facts.shopper.as_deref(), Some("ab"));
+        assert_eq!(events[0].facts.brands, Some(vec!["acme".to_owned()]));
+        assert_eq!(events[0].facts.scene.as_deref(), Some("cinema"));
         assert!(events[0].raw.contains("com.caidan.scan"));
     }
 

@@ -2,6 +2,7 @@
 //! them per device and epoch, and serves each brand its AIPL funnel over HTTP.
 
 pub mod brands;
+mod checkpoint;
 pub mod dashboard;
 pub mod funnel;
 pub mod http;

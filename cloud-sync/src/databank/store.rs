@@ -16,6 +16,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
+use super::checkpoint::Checkpointer;
 use super::seqs::SeqProgress;
 use crate::wire::{Ack, Event};
 
@@ -116,9 +117,17 @@ type ProgressKey = (String, String, String);
 /// How long a writer waits for the write lock held by another ingester on the same file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache of the writer's connection, in KiB: the data bank runs on a server, and a
+/// cache that holds the hot index and table pages saves a read per insert.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// WAL size (pages) at which the writer checkpoints by itself; normally the background
+/// [`Checkpointer`] keeps the WAL well below it.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// SQLite store (WAL, `synchronous=FULL`).
 pub struct Store {
     conn: Connection,
+    checkpointer: Checkpointer,
 }
 
 /// Opens a connection with the data bank's pragmas; creates or migrates the schema when
@@ -180,9 +189,11 @@ fn now_ms() -> i64 {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store {
-            conn: open_connection(path, true)?,
-        })
+        let conn = open_connection(path, true)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
+        let checkpointer = Checkpointer::spawn(path)?;
+        Ok(Store { conn, checkpointer })
     }
 
     /// Applies all `work` in one transaction; nothing is visible (or acknowledged) unless
@@ -212,6 +223,10 @@ impl Store {
                 match item {
                     Work::Batch(events) => {
                         let mut epochs: Vec<ProgressKey> = Vec::new();
+                        // A batch is one device's, nearly always of one epoch: seqs are
+                        // gathered per run of one key and merged when the key changes.
+                        let mut run: Option<(&str, &str, &str)> = None;
+                        let mut seqs: Vec<u64> = Vec::with_capacity(events.len());
                         for e in events {
                             let f = Facts::of(e);
                             let n = insert.execute(params![
@@ -235,18 +250,14 @@ impl Store {
                             } else {
                                 outcome.duplicates += 1;
                             }
-                            let key = (e.fleet.clone(), e.device.clone(), e.epoch.clone());
-                            if !touched.contains_key(&key) {
-                                let p = load_progress(&tx, &key)?;
-                                touched.insert(key.clone(), p);
+                            let key = (e.fleet.as_str(), e.device.as_str(), e.epoch.as_str());
+                            if run.is_some_and(|r| r != key) {
+                                merge(&tx, &mut touched, &mut epochs, run, &mut seqs)?;
                             }
-                            if let Some(p) = touched.get_mut(&key) {
-                                p.record(e.seq);
-                            }
-                            if !epochs.contains(&key) {
-                                epochs.push(key);
-                            }
+                            run = Some(key);
+                            seqs.push(e.seq);
                         }
+                        merge(&tx, &mut touched, &mut epochs, run, &mut seqs)?;
                         for key in epochs {
                             let seq = touched.get(&key).map_or(0, SeqProgress::contiguous);
                             let (fleet, device, epoch) = key;
@@ -292,6 +303,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.checkpointer.nudge();
         Ok(outcomes)
     }
 
@@ -302,6 +314,35 @@ impl Store {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))?
             as u64)
     }
+}
+
+/// Records `seqs` (all of the key `run`) in that key's progress, loading it from the
+/// store the first time the transaction touches it, and notes the key for an ack.
+fn merge(
+    tx: &rusqlite::Transaction<'_>,
+    touched: &mut HashMap<ProgressKey, SeqProgress>,
+    epochs: &mut Vec<ProgressKey>,
+    run: Option<(&str, &str, &str)>,
+    seqs: &mut Vec<u64>,
+) -> Result<(), StoreError> {
+    let Some((fleet, device, epoch)) = run else {
+        return Ok(());
+    };
+    let key: ProgressKey = (fleet.to_owned(), device.to_owned(), epoch.to_owned());
+    let progress = match touched.entry(key.clone()) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let p = load_progress(tx, v.key())?;
+            v.insert(p)
+        }
+    };
+    for seq in seqs.drain(..) {
+        progress.record(seq);
+    }
+    if !epochs.contains(&key) {
+        epochs.push(key);
+    }
+    Ok(())
 }
 
 /// The committed progress of `key`, read inside the (immediate) transaction `tx`.
@@ -328,30 +369,29 @@ fn load_progress(
     Ok(SeqProgress::from_parts(contiguous as u64, ranges))
 }
 
-/// Columns the funnel queries use, pulled out of an event's `data`.
-struct Facts {
-    brand: Option<String>,
-    offer: Option<String>,
-    scene: Option<String>,
-    shopper: Option<String>,
+/// Columns the funnel queries use, borrowed from an event's attributes and facts.
+struct Facts<'a> {
+    brand: Option<&'a str>,
+    offer: Option<&'a str>,
+    scene: Option<&'a str>,
+    shopper: Option<&'a str>,
     count: Option<i64>,
     brands: Option<String>,
 }
 
-impl Facts {
-    fn of(e: &Event) -> Facts {
-        let s = |k: &str| e.data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+impl<'a> Facts<'a> {
+    fn of(e: &'a Event) -> Facts<'a> {
+        let f = &e.facts;
         Facts {
-            brand: e.brand.clone().or_else(|| s("brand")),
-            offer: s("offer").or_else(|| e.subject.clone()),
-            scene: s("scene"),
-            shopper: s("shopper"),
-            count: e.data.get("count").and_then(|v| v.as_i64()),
-            brands: e
-                .data
-                .get("brands")
-                .filter(|b| b.is_array())
-                .map(|b| b.to_string()),
+            brand: e.brand.as_deref().or(f.brand.as_deref()),
+            offer: f.offer.as_deref().or(e.subject.as_deref()),
+            scene: f.scene.as_deref(),
+            shopper: f.shopper.as_deref(),
+            count: f.count,
+            brands: f
+                .brands
+                .as_ref()
+                .and_then(|b| serde_json::to_string(b).ok()),
         }
     }
 }
@@ -371,7 +411,11 @@ mod tests {
             time_ms: 1_000,
             subject: None,
             brand: None,
-            data: serde_json::json!({"scene": "cinema", "brands": ["acme"]}),
+            facts: crate::wire::Facts {
+                scene: Some("cinema".into()),
+                brands: Some(vec!["acme".into()]),
+                ..Default::default()
+            },
             raw: "{}".into(),
         }
     }
