@@ -99,6 +99,9 @@ impl Agent {
     pub async fn open(data: &Path) -> Result<Agent> {
         let mut cfg = AgentConfig::demo();
         cfg.sync.batch_max_events = Some(BATCH_EVENTS as u32);
+        if let Ok(n) = std::env::var("BENCH_IN_FLIGHT") {
+            cfg.sync.max_in_flight = Some(n.parse()?);
+        }
         let wake = Arc::new(Notify::new());
         let (writer, thread) =
             runtime::open_writer(&cfg, data, Arc::new(SystemClock::new()), wake.clone())?;
