@@ -122,6 +122,10 @@ pub struct StoreConfig {
     /// Most requests the writer commits in one transaction; 1 commits each alone.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Storage budget for this device's store, in bytes, when it must be smaller than the
+    /// profile's (a shared disk, a small card). Warnings come at the profile's percentage.
+    #[serde(default)]
+    pub budget_bytes: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -129,9 +133,13 @@ impl Default for StoreConfig {
         Self {
             dir: default_store_dir(),
             max_batch: default_max_batch(),
+            budget_bytes: None,
         }
     }
 }
+
+/// Smallest `store.budget_bytes` accepted: an empty store with its schema takes about 100 KiB.
+const MIN_BUDGET_BYTES: u64 = 256 * 1024;
 
 fn default_max_batch() -> usize {
     512
@@ -284,6 +292,17 @@ impl AgentConfig {
         {
             return Err(bad("sync.max_backoff_ms", "must be 100..=3600000".into()));
         }
+        if let Some(b) = self.store.budget_bytes {
+            let profile_budget = self.profile().storage_budget_bytes();
+            if !(MIN_BUDGET_BYTES..=profile_budget).contains(&b) {
+                return Err(bad(
+                    "store.budget_bytes",
+                    format!(
+                        "must be {MIN_BUDGET_BYTES}..={profile_budget} (at most the profile's budget), got {b}"
+                    ),
+                ));
+            }
+        }
         if !(1..=4096).contains(&self.store.max_batch) {
             return Err(bad(
                 "store.max_batch",
@@ -345,6 +364,16 @@ impl AgentConfig {
 
     pub fn profile(&self) -> caidan_profiles::Profile {
         caidan_profiles::bundled(&self.device.profile).expect("validated")
+    }
+
+    /// The store's storage budget: the profile's, or the smaller one set in `[store]`.
+    pub fn storage_budget(&self) -> crate::store::StorageBudget {
+        let profile = self.profile();
+        let limit = self
+            .store
+            .budget_bytes
+            .unwrap_or_else(|| profile.storage_budget_bytes());
+        crate::store::StorageBudget::new(limit, profile.storage.warn_at_percent)
     }
 }
 

@@ -112,6 +112,7 @@ pub fn open_writer(
         clock,
         wake,
         cfg.store.max_batch,
+        cfg.storage_budget(),
     )?)
 }
 

@@ -116,3 +116,70 @@ async fn a_new_store_starts_a_new_epoch() {
     let b = TestAgent::start(coupon_catalogue(json!({}))).await;
     assert_ne!(a.reader().epoch().unwrap(), b.reader().epoch().unwrap());
 }
+
+/// The storage budget: once the store is full, new eggs get 507 `storage_full` and write
+/// nothing; every claim answered before is kept, the outbox stays gapless, and room comes
+/// back when the outbox is trimmed (the data bank's acknowledgement).
+#[tokio::test]
+async fn a_full_store_refuses_new_eggs_and_keeps_every_claim() {
+    let mut config = caidan_agent::config::AgentConfig::demo();
+    config.store.budget_bytes = Some(256 * 1024);
+    let agent = TestAgent::start_with(coupon_catalogue(json!({})), config).await;
+    let writer = agent.running.writer.clone();
+    assert!(writer.storage().used < 256 * 1024, "{:?}", writer.storage());
+
+    let mut answered = 0;
+    let mut refused = None;
+    for i in 0..5_000 {
+        let (status, body) = agent.crack(&format!("shopper-{i}")).await;
+        match status {
+            201 => answered += 1,
+            507 => {
+                refused = Some(body);
+                break;
+            }
+            other => panic!("claim {i}: unexpected {other}: {body}"),
+        }
+    }
+    let refused = refused.expect("the store filled up within 5,000 claims");
+    assert_eq!(refused["error"], "storage_full", "{refused}");
+    assert!(answered > 50, "only {answered} claims fit");
+
+    // Refused again, and nothing was written for either refusal.
+    let (claims, outbox) = (agent.count(Table::Claims), agent.count(Table::Outbox));
+    let (status, _) = agent.crack("one-more-shopper").await;
+    assert_eq!(status, 507);
+    assert_eq!(agent.count(Table::Claims), claims);
+    assert_eq!(agent.count(Table::Outbox), outbox);
+    assert_eq!(claims, answered, "every answered claim is stored");
+    let rows = agent.reader().outbox_after(0, 100_000).unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gapless");
+    assert_eq!(writer.storage().fill, caidan_agent::store::Fill::Full);
+
+    let metrics = agent
+        .http
+        .get(agent.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("caidan_store_fill_level 2"), "{metrics}");
+    assert!(
+        metrics.contains(r#"caidan_rejections_total{reason="storage_full"} 2"#),
+        "{metrics}"
+    );
+
+    // The data bank acknowledges everything: the trim frees the outbox's pages.
+    let last = *seqs.last().unwrap();
+    let w = writer.clone();
+    tokio::task::spawn_blocking(move || w.trim_blocking(last))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = agent.crack("after-the-sync").await;
+    assert_eq!(status, 201, "room again after the trim: {body}");
+    assert_ne!(writer.storage().fill, caidan_agent::store::Fill::Full);
+}

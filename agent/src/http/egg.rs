@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{ApiError, AppState, pages};
 use crate::claim::ClaimEssentials;
 use crate::shopper::valid_raw_id;
+use crate::store::StoreError;
 use crate::token::TokenError;
 
 const COOKIE_NAME: &str = "caidan_sid";
@@ -69,6 +70,23 @@ fn shopper_from(body: Option<&str>, headers: &HeaderMap) -> Result<Shopper, ApiE
     }
 }
 
+/// A store error as the shopper sees it: a full store is said plainly (507, nothing was
+/// recorded); anything else is a 503 worth retrying.
+fn store_error(state: &AppState, e: StoreError) -> ApiError {
+    match e {
+        StoreError::StorageFull { .. } => {
+            state.metrics.rejection("storage_full");
+            tracing::warn!(error = %e, "egg refused");
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "本屏存储已满，暂时无法记录新的优惠，请稍后再试。This screen is full until it syncs: nothing was recorded, please try again later.",
+            )
+        }
+        e => ApiError::internal(e),
+    }
+}
+
 fn token_error(state: &AppState, e: TokenError) -> ApiError {
     state.metrics.rejection(e.reason());
     let status = match e {
@@ -102,7 +120,7 @@ pub async fn egg_page(
         Err(err) => return (err.status, Html(pages::error_page(&err.message))).into_response(),
     };
     if let Err(e) = state.writer.scan(state.shoppers.hash(&shopper.raw)).await {
-        let err = ApiError::internal(e);
+        let err = store_error(&state, e);
         return (err.status, Html(pages::error_page(&err.message))).into_response();
     }
     with_cookie(
@@ -131,7 +149,7 @@ pub async fn crack(
         .writer
         .claim(state.shoppers.hash(&shopper.raw))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| store_error(&state, e))?;
     let c = &outcome.claim;
     if !outcome.existing {
         state.metrics.claim(&c.kind, c.fallback);

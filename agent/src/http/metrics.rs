@@ -29,6 +29,10 @@ pub struct Metrics {
     redemptions: Counter,
     impressions: Counter,
     outbox_depth: Gauge,
+    store_used: Gauge,
+    store_budget: Gauge,
+    store_full: Gauge,
+    impressions_dropped: Gauge,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
 }
 
@@ -52,6 +56,10 @@ impl Metrics {
         let redemptions = Counter::default();
         let impressions = Counter::default();
         let outbox_depth = Gauge::default();
+        let store_used = Gauge::default();
+        let store_budget = Gauge::default();
+        let store_full = Gauge::default();
+        let impressions_dropped = Gauge::default();
         let latency = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -77,6 +85,26 @@ impl Metrics {
             outbox_depth.clone(),
         );
         registry.register(
+            "store_used_bytes",
+            "Bytes of store pages in use",
+            store_used.clone(),
+        );
+        registry.register(
+            "store_budget_bytes",
+            "Storage budget of the store",
+            store_budget.clone(),
+        );
+        registry.register(
+            "store_fill_level",
+            "0 normal, 1 past the budget's warning level, 2 full (new eggs refused)",
+            store_full.clone(),
+        );
+        registry.register(
+            "impressions_dropped",
+            "Impressions not stored because the store was full",
+            impressions_dropped.clone(),
+        );
+        registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
             latency.clone(),
@@ -88,6 +116,10 @@ impl Metrics {
             redemptions,
             impressions,
             outbox_depth,
+            store_used,
+            store_budget,
+            store_full,
+            impressions_dropped,
             latency,
         }
     }
@@ -115,9 +147,15 @@ impl Metrics {
         self.impressions.inc();
     }
 
-    /// The text exposition, with the outbox depth read at scrape time.
-    pub fn render(&self, outbox_depth: i64) -> String {
+    /// The text exposition, with the outbox depth and storage read at scrape time.
+    pub fn render(&self, outbox_depth: i64, storage: StorageStatus) -> String {
         self.outbox_depth.set(outbox_depth);
+        let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+        self.store_used.set(clamp(storage.used));
+        self.store_budget.set(clamp(storage.limit));
+        self.store_full.set(storage.fill as i64);
+        self.impressions_dropped
+            .set(clamp(storage.impressions_dropped));
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -139,3 +177,4 @@ pub async fn track_latency(State(metrics): State<Metrics>, req: Request, next: N
         .observe(started.elapsed().as_secs_f64());
     response
 }
+use crate::store::StorageStatus;

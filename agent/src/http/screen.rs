@@ -108,7 +108,9 @@ pub async fn screen_page(State(state): State<AppState>) -> Html<String> {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.writer.outbox_depth());
+    let body = state
+        .metrics
+        .render(state.writer.outbox_depth(), state.writer.storage());
     (
         [(
             CONTENT_TYPE,

@@ -1,6 +1,7 @@
 //! The agent store: one SQLite file in WAL mode, owned by a single writer thread that
 //! commits concurrent requests together (group commit). Readers use their own connections.
 
+pub mod budget;
 mod ops;
 pub mod read;
 pub mod schema;
@@ -11,9 +12,10 @@ use serde::Serialize;
 
 use crate::catalogue::Text;
 
+pub use budget::{Fill, StorageBudget};
 pub use read::Reader;
 pub use state::Identity;
-pub use writer::{Writer, WriterHandle};
+pub use writer::{StorageStatus, Writer, WriterHandle};
 
 /// The writer's view of who the device is.
 pub fn state_identity(
@@ -64,6 +66,10 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error(
+        "store full: {used} bytes in use of a {limit} byte storage budget; nothing was recorded (room returns as the data bank acknowledges the outbox)"
+    )]
+    StorageFull { used: u64, limit: u64 },
 }
 
 impl StoreError {

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::budget::{Fill, FillWatch, StorageBudget};
 use super::ops::{self, Now};
 use super::schema::{self, Access};
 use super::state::{Identity, State};
@@ -18,6 +19,7 @@ use crate::clock::Clock;
 
 /// Commands waiting for the writer before callers wait for room.
 const QUEUE: usize = 4096;
+const MIB: f64 = 1024.0 * 1024.0;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -66,7 +68,28 @@ pub struct WriterHandle {
     tx: mpsc::Sender<Command>,
     depth: Arc<AtomicI64>,
     catalogue_version: Arc<AtomicI64>,
+    storage: Arc<StorageGauge>,
     shoppers: Arc<ShopperActivity>,
+}
+
+/// The store's size against its budget, as the writer last measured it.
+#[derive(Debug)]
+struct StorageGauge {
+    limit: u64,
+    used: AtomicU64,
+    fill: AtomicU8,
+    impressions_dropped: AtomicU64,
+}
+
+/// A reading of [`WriterHandle::storage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStatus {
+    /// Bytes of store pages in use (free pages left by trims not counted).
+    pub used: u64,
+    pub limit: u64,
+    pub fill: Fill,
+    /// Per-minute impression counts not written because the store was full.
+    pub impressions_dropped: u64,
 }
 
 /// When a shopper last asked for an egg, so background work can step aside.
@@ -88,8 +111,16 @@ impl Writer {
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
         max_batch: usize,
+        budget: StorageBudget,
     ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
         let conn = schema::open(path, Access::Writer, clock.now_ms())?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let storage = Arc::new(StorageGauge {
+            limit: budget.limit,
+            used: AtomicU64::new(0),
+            fill: AtomicU8::new(Fill::Normal as u8),
+            impressions_dropped: AtomicU64::new(0),
+        });
         let state = State::load(&conn, &identity)?;
         let depth = Arc::new(AtomicI64::new(state.depth));
         let catalogue_version = Arc::new(AtomicI64::new(state.catalogue_version as i64));
@@ -103,8 +134,13 @@ impl Writer {
             depth: depth.clone(),
             catalogue_version: catalogue_version.clone(),
             data_version: 0,
+            budget,
+            watch: FillWatch::default(),
+            page_size: page_size.max(512) as u64,
+            storage: storage.clone(),
         };
         worker.data_version = worker.data_version()?;
+        worker.measure_fill();
         let join = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || worker.run(rx, max_batch.max(1)))
@@ -114,6 +150,7 @@ impl Writer {
                 tx,
                 depth,
                 catalogue_version,
+                storage,
                 shoppers: Arc::new(ShopperActivity {
                     base: std::time::Instant::now(),
                     last_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
@@ -207,6 +244,21 @@ impl WriterHandle {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// The store's size against its storage budget.
+    pub fn storage(&self) -> StorageStatus {
+        let g = &self.storage;
+        StorageStatus {
+            used: g.used.load(Ordering::Relaxed),
+            limit: g.limit,
+            fill: match g.fill.load(Ordering::Relaxed) {
+                x if x == Fill::Full as u8 => Fill::Full,
+                x if x == Fill::Warning as u8 => Fill::Warning,
+                _ => Fill::Normal,
+            },
+            impressions_dropped: g.impressions_dropped.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn catalogue_version(&self) -> i64 {
         self.catalogue_version.load(Ordering::Relaxed)
     }
@@ -221,6 +273,10 @@ struct Worker {
     depth: Arc<AtomicI64>,
     catalogue_version: Arc<AtomicI64>,
     data_version: i64,
+    budget: StorageBudget,
+    watch: FillWatch,
+    page_size: u64,
+    storage: Arc<StorageGauge>,
 }
 
 impl Worker {
@@ -243,6 +299,48 @@ impl Worker {
         Ok(self
             .conn
             .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// Measures the store against its budget (pages in use, so space freed by trims counts
+    /// as free), publishes the reading and logs each change of level once.
+    fn measure_fill(&mut self) -> Fill {
+        let pages = |name: &str| -> Result<u64, StoreError> {
+            Ok(self
+                .conn
+                .pragma_query_value(None, name, |r| r.get::<_, i64>(0))?
+                .max(0) as u64)
+        };
+        let used = match pages("page_count")
+            .and_then(|n| Ok(n.saturating_sub(pages("freelist_count")?)))
+        {
+            Ok(n) => n * self.page_size,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot measure the store size");
+                return self.watch.current();
+            }
+        };
+        let fill = self.budget.fill(used);
+        self.storage.used.store(used, Ordering::Relaxed);
+        self.storage.fill.store(fill as u8, Ordering::Relaxed);
+        if let Some(level) = self.watch.update(fill) {
+            let (used_mib, limit_mib) = (used as f64 / MIB, self.budget.limit as f64 / MIB);
+            match level {
+                Fill::Full => tracing::error!(
+                    used_mib,
+                    limit_mib,
+                    "store full: storage budget reached; new eggs are refused and impression counts dropped until the data bank acknowledges the outbox"
+                ),
+                Fill::Warning => tracing::warn!(
+                    used_mib,
+                    limit_mib,
+                    "store filling up: past the storage budget's warning level; is the uplink connected?"
+                ),
+                Fill::Normal => {
+                    tracing::info!(used_mib, limit_mib, "store back under its warning level")
+                }
+            }
+        }
+        fill
     }
 
     fn reload(&mut self) {
@@ -271,6 +369,9 @@ impl Worker {
             }
             _ => {}
         }
+        let fill = self.measure_fill();
+        let (used, limit) = (self.storage.used.load(Ordering::Relaxed), self.budget.limit);
+        let full = move || StoreError::StorageFull { used, limit };
         let now = Now {
             ms: self.clock.now_ms(),
             uptime_ms: self.clock.monotonic_ms(),
@@ -297,6 +398,21 @@ impl Worker {
                             return Err(e);
                         }
                     },
+                    Command::Claim { reply, .. } if fill == Fill::Full => {
+                        pending.push(pend(reply, Err(full())));
+                        continue;
+                    }
+                    Command::Scan { reply, .. } if fill == Fill::Full => {
+                        pending.push(pend(reply, Err(full())));
+                        continue;
+                    }
+                    Command::Impressions { count, .. } if fill == Fill::Full => {
+                        self.storage
+                            .impressions_dropped
+                            .fetch_add(count, Ordering::Relaxed);
+                        tracing::warn!(count, "store full: impression count not stored");
+                        continue;
+                    }
                     other => other,
                 };
                 let sp = tx.savepoint()?;
