@@ -182,6 +182,53 @@ impl Agent {
     }
 }
 
+/// A NATS server with JetStream and its MQTT listener, on free ports, in its own folder.
+pub struct Nats {
+    pub mqtt_port: u16,
+    pub proc: Proc,
+}
+
+fn nats_bin() -> &'static str {
+    if Path::new("/usr/sbin/nats-server").exists() {
+        "/usr/sbin/nats-server"
+    } else {
+        "nats-server"
+    }
+}
+
+impl Nats {
+    pub fn start(dir: &Path) -> Nats {
+        let (port, mqtt_port) = (free_port(), free_port());
+        let store = dir.join(format!("nats-{port}"));
+        let conf = dir.join(format!("nats-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: caidan-test-{port}\nlisten: 127.0.0.1:{port}\n\
+                 jetstream {{ store_dir: \"{}\" }}\nmqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(nats_bin())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (apt-get install nats-server)");
+        wait_for_port(mqtt_port);
+        Nats {
+            mqtt_port,
+            proc: Proc { child },
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.mqtt_port)
+    }
+}
+
 /// A `caidan-cloud databank` process.
 pub struct Databank {
     pub proc: Proc,

@@ -1,12 +1,14 @@
 //! Every event reaches the data bank exactly once, whatever came between: an offline
 //! backlog, kill -9 of the agent mid-sync, a broker restarted without persistence, a broker
 //! dropping queued messages for a slow data bank, a wiped device. Real processes: the
-//! `caidan-agent` and `caidan-cloud` binaries and a Mosquitto on a free port.
+//! `caidan-agent` and `caidan-cloud` binaries and a Mosquitto (or NATS) on a free port.
 
 use std::process::Command;
 use std::time::Duration;
 
-use caidan_e2e::{Agent, Databank, Mosquitto, agent_outbox, claim_many, free_port, wait_until};
+use caidan_e2e::{
+    Agent, Databank, Mosquitto, Nats, agent_outbox, claim_many, free_port, wait_until,
+};
 
 const DRAIN: Duration = Duration::from_secs(180);
 
@@ -49,6 +51,21 @@ async fn an_offline_backlog_of_10000_claims_arrives_exactly_once() {
     let broker = Mosquitto::start(dir.path(), port, "");
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     assert_exactly_once(&data, &bank, 10_000);
+    drop(agent);
+}
+
+/// NATS with MQTT enabled is a standard broker too. NATS (2.9) has no MQTT shared
+/// subscriptions, so the data bank runs as one ingester with `--share-group none`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_backlog_arrives_exactly_once_through_nats_mqtt() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent");
+    offline_backlog(&data, "nats", 2_000).await;
+    let nats = Nats::start(dir.path());
+    let bank = Databank::start(dir.path(), &nats.url(), &["--share-group", "none"]);
+    let agent = Agent::start(&data, Some(&nats.url()));
+    assert_eq!(claim_many(&agent.base, "nats-online", 200, 8).await, 200);
+    assert_exactly_once(&data, &bank, 2_200);
     drop(agent);
 }
 
