@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use caidan_cloud_sync::transport::TlsFiles;
-use caidan_cloud_sync::uplink::{OutboxRecord, OutboxSource, UplinkConfig};
+use caidan_cloud_sync::uplink::{OutboxRecord, OutboxSource, StorageReport, UplinkConfig};
 
 use crate::config::AgentConfig;
 use crate::store::{Reader, StoreError, WriterHandle};
@@ -64,6 +64,15 @@ impl OutboxSource for AgentOutbox {
 
     fn depth(&self) -> Result<i64, StoreError> {
         Ok(self.writer.outbox_depth())
+    }
+
+    fn storage(&self) -> Option<StorageReport> {
+        let s = self.writer.storage();
+        Some(StorageReport {
+            used_bytes: s.used,
+            budget_bytes: s.limit,
+            fill: s.fill.as_str().to_owned(),
+        })
     }
 }
 

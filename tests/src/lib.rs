@@ -267,6 +267,23 @@ impl Databank {
     }
 
     /// Event counts by type, and how many (epoch, seq) pairs appear more than once.
+    /// The latest retained state message the data bank kept for `device`, if any.
+    pub fn device_state(&self, device: &str) -> Option<serde_json::Value> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.store,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
+        let state: String = conn
+            .query_row(
+                "SELECT state FROM devices WHERE device = ?1",
+                [device],
+                |r| r.get(0),
+            )
+            .ok()?;
+        serde_json::from_str(&state).ok()
+    }
+
     pub fn counts(&self) -> DatabankCounts {
         let Ok(conn) = rusqlite::Connection::open_with_flags(
             &self.store,

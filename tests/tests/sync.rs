@@ -51,6 +51,23 @@ async fn an_offline_backlog_of_10000_claims_arrives_exactly_once() {
     let broker = Mosquitto::start(dir.path(), port, "");
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     assert_exactly_once(&data, &bank, 10_000);
+    // The retained state tells the fleet how full the device's store is.
+    let storage = |bank: &Databank| {
+        bank.device_state("demo-cinema-01")
+            .map(|s| s["storage"].clone())
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || storage(&bank).is_some_and(
+            |s| s["fill"] == "normal" && s["used_bytes"].as_u64() > Some(0)
+        )),
+        "state: {:?}",
+        bank.device_state("demo-cinema-01")
+    );
+    assert_eq!(
+        storage(&bank).unwrap()["budget_bytes"],
+        1024 * 1024 * 1024,
+        "the cinema-screen profile's budget"
+    );
     drop(agent);
 }
 

@@ -77,6 +77,7 @@ pub(super) async fn run<S: OutboxSource>(
         config_version: cfg.config_version,
         outbox_depth: None,
         last_error: Some("connection lost".into()),
+        storage: None,
     };
     opts.set_last_will(LastWill::new(
         state_topic.clone(),
@@ -224,6 +225,7 @@ impl<S: OutboxSource> Driver<S> {
             config_version: self.cfg.config_version,
             outbox_depth: self.depth,
             last_error: self.last_error.clone(),
+            storage: self.source.storage(),
         }
     }
 

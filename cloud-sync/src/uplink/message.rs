@@ -11,6 +11,17 @@ pub struct StateMessage {
     pub config_version: Option<u64>,
     pub outbox_depth: Option<i64>,
     pub last_error: Option<String>,
+    /// The device store against its storage budget, when the source reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageReport>,
+}
+
+/// How full a device's store is: `fill` is `normal`, `warning` or `full` (new eggs refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageReport {
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+    pub fill: String,
 }
 
 impl StateMessage {
@@ -44,10 +55,24 @@ mod tests {
             config_version: Some(7),
             outbox_depth: Some(12),
             last_error: None,
+            storage: None,
         };
         assert_eq!(
             String::from_utf8(s.to_json()).unwrap(),
             r#"{"online":true,"profile":"kiosk","config_version":7,"outbox_depth":12,"last_error":null}"#
+        );
+        let s = StateMessage {
+            storage: Some(StorageReport {
+                used_bytes: 900,
+                budget_bytes: 1000,
+                fill: "warning".into(),
+            }),
+            ..s
+        };
+        assert!(
+            String::from_utf8(s.to_json())
+                .unwrap()
+                .ends_with(r#""storage":{"used_bytes":900,"budget_bytes":1000,"fill":"warning"}}"#)
         );
     }
 

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::transport::{BrokerUrl, TlsFiles, TransportError};
 
-pub use message::StateMessage;
+pub use message::{StateMessage, StorageReport};
 
 /// Largest `batch_max_bytes`: the data bank's batch limit, and what fits an MQTT packet of
 /// [`crate::transport::DEFAULT_MAX_PACKET_BYTES`].
@@ -45,6 +45,10 @@ pub trait OutboxSource: Send + Sync + 'static {
     fn trim_through(&self, through: i64) -> Result<u64, Self::Error>;
     /// Records currently held (for the state message and metrics).
     fn depth(&self) -> Result<i64, Self::Error>;
+    /// The store against its storage budget, for the state message; cheap, never blocks.
+    fn storage(&self) -> Option<StorageReport> {
+        None
+    }
 }
 
 /// How the uplink connects and batches. Build with [`UplinkConfig::new`], then set the
