@@ -214,12 +214,25 @@ fn main() -> Result<()> {
         Command::Outbox {
             command: OutboxCommand::Stats { target, json },
         } => {
+            let (cfg, _) = target.load()?;
             let s = target.reader()?.outbox_stats()?;
+            let budget = cfg.storage_budget();
+            let fill = budget.fill(s.store_used_bytes);
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                let mut v = serde_json::to_value(&s)?;
+                v["store_budget_bytes"] = budget.limit.into();
+                v["store_fill"] = fill.as_str().into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("epoch:     {}", s.epoch);
                 println!("depth:     {} events ({} bytes)", s.depth, s.bytes);
+                println!(
+                    "storage:   {} of {} bytes in use ({:.1}%, {})",
+                    s.store_used_bytes,
+                    budget.limit,
+                    s.store_used_bytes as f64 * 100.0 / budget.limit.max(1) as f64,
+                    fill.as_str()
+                );
                 println!(
                     "sequence:  {} .. {}",
                     s.first_seq

@@ -67,6 +67,10 @@ fn a_catalogue_with_one_bad_offer_is_rejected_whole() {
         "{}",
         String::from_utf8_lossy(&stats.stderr)
     );
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["store_fill"], "normal", "{stats}");
+    assert_eq!(stats["store_budget_bytes"], 1024 * 1024 * 1024, "{stats}");
+    assert!(stats["store_used_bytes"].as_u64().unwrap() > 0, "{stats}");
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub struct OutboxStats {
     pub last_seq: i64,
     pub by_type: Vec<(String, i64)>,
     pub bytes: i64,
+    /// Bytes of store pages in use (the whole store, not only the outbox).
+    pub store_used_bytes: u64,
 }
 
 /// A read-only view of the store, shareable across threads.
@@ -109,6 +111,7 @@ impl Reader {
                 last_seq,
                 by_type,
                 bytes: bytes.unwrap_or(0),
+                store_used_bytes: schema::used_bytes(c)?,
             })
         })
     }

@@ -147,3 +147,14 @@ pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> 
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?)
 }
+
+/// Bytes of database pages in use: pages freed by deletes (trims) count as free.
+pub fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let pragma = |name: &str| -> Result<u64, StoreError> {
+        Ok(conn
+            .pragma_query_value(None, name, |r| r.get::<_, i64>(0))?
+            .max(0) as u64)
+    };
+    let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    Ok(pages * pragma("page_size")?)
+}

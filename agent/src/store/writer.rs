@@ -114,7 +114,6 @@ impl Writer {
         budget: StorageBudget,
     ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
         let conn = schema::open(path, Access::Writer, clock.now_ms())?;
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let storage = Arc::new(StorageGauge {
             limit: budget.limit,
             used: AtomicU64::new(0),
@@ -136,7 +135,6 @@ impl Writer {
             data_version: 0,
             budget,
             watch: FillWatch::default(),
-            page_size: page_size.max(512) as u64,
             storage: storage.clone(),
         };
         worker.data_version = worker.data_version()?;
@@ -275,7 +273,6 @@ struct Worker {
     data_version: i64,
     budget: StorageBudget,
     watch: FillWatch,
-    page_size: u64,
     storage: Arc<StorageGauge>,
 }
 
@@ -304,16 +301,8 @@ impl Worker {
     /// Measures the store against its budget (pages in use, so space freed by trims counts
     /// as free), publishes the reading and logs each change of level once.
     fn measure_fill(&mut self) -> Fill {
-        let pages = |name: &str| -> Result<u64, StoreError> {
-            Ok(self
-                .conn
-                .pragma_query_value(None, name, |r| r.get::<_, i64>(0))?
-                .max(0) as u64)
-        };
-        let used = match pages("page_count")
-            .and_then(|n| Ok(n.saturating_sub(pages("freelist_count")?)))
-        {
-            Ok(n) => n * self.page_size,
+        let used = match schema::used_bytes(&self.conn) {
+            Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "cannot measure the store size");
                 return self.watch.current();
