@@ -1,7 +1,7 @@
 //! Shared helpers of the data bank integration tests (included with `#[path]`).
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,13 +17,9 @@ pub const FLEET: &str = "demo";
 pub const DAY_FROM: &str = "2025-03-01T00:00:00Z";
 pub const DAY_TO: &str = "2025-03-02T00:00:00Z";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// The uplink tests' broker process, shared rather than written twice.
+#[path = "uplink_support/mod.rs"]
+mod support;
 
 /// One event of `device`; the type cycles through the AIPL stages by seq.
 pub fn event(device: &str, epoch: &str, seq: u64) -> Value {
@@ -227,47 +223,26 @@ pub fn stored_prefix(store: &Path, device: &str, epoch: &str) -> u64 {
         .count() as u64
 }
 
-/// A Mosquitto process with its own config on a free loopback port.
+/// A Mosquitto on a free loopback port with room for the data bank tests' bursts: a
+/// [`support::Mosquitto`] with anonymous clients, a wide in-flight window and a deep queue.
 pub struct Mosquitto {
     pub addr: SocketAddr,
-    child: Child,
+    _broker: support::Mosquitto,
     _dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_inflight_messages 1000\nmax_queued_messages 100000\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("mosquitto runs (/usr/sbin/mosquitto)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_listening(addr);
+        let broker = support::Mosquitto::start(
+            dir.path(),
+            "allow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 100000",
+        );
         Mosquitto {
-            addr,
-            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], broker.port)),
+            _broker: broker,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
