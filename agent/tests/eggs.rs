@@ -149,15 +149,7 @@ async fn bad_tokens_get_4xx_and_write_nothing() {
     assert_eq!(r.status().as_u16(), 413);
     assert_eq!(agent.count(Table::Claims), claims);
     assert_eq!(agent.count(Table::Outbox), outbox);
-    let metrics = agent
-        .http
-        .get(agent.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.metrics().await;
     assert!(
         metrics.contains("caidan_rejections_total{reason=\"token_forged\"} 2"),
         "{metrics}"

@@ -157,15 +157,7 @@ async fn a_full_store_refuses_new_eggs_and_keeps_every_claim() {
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gapless");
     assert_eq!(writer.storage().fill, caidan_agent::store::Fill::Full);
 
-    let metrics = agent
-        .http
-        .get(agent.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = agent.metrics().await;
     assert!(metrics.contains("caidan_store_fill_level 2"), "{metrics}");
     assert!(
         metrics.contains(r#"caidan_rejections_total{reason="storage_full"} 2"#),

@@ -93,14 +93,7 @@ async fn run() -> Result<()> {
     );
 
     // End to end.
-    let bank = common::start_databank(
-        dir.path().join("databank.db"),
-        broker.port,
-        "bench-databank",
-        Some("databank"),
-    )
-    .await?;
-    common::wait_subscribed(broker.port, &[&bank]).await?;
+    let bank = common::subscribed_databank(dir.path(), broker.port).await?;
     let metrics = bank.metrics().clone();
     let start = Instant::now();
     let uplink = agent.start_uplink(&broker.url())?;

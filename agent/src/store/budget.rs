@@ -15,7 +15,7 @@ pub struct StorageBudget {
 }
 
 /// How full the store is against its budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fill {
     Normal,
     /// At or past the warning level: everything still works; operators are told.

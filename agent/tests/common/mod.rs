@@ -75,6 +75,12 @@ impl TestAgent {
         self.reader().count(table).unwrap()
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// POST /api/v1/eggs for a shopper; returns status and body.
     pub async fn crack(&self, shopper: &str) -> (u16, Value) {
         self.crack_with(&self.token(), shopper).await

@@ -263,6 +263,20 @@ pub async fn start_databank(
 
 /// Waits until every data bank has subscribed: each must store a retained state message of
 /// a probe device (its subscription covers events and state in one SUBSCRIBE).
+/// The data bank the drain benches use: one ingester on the `databank` share group with
+/// its store in `dir`, subscribed before it returns.
+pub async fn subscribed_databank(dir: &Path, port: u16) -> Result<Databank> {
+    let bank = start_databank(
+        dir.join("databank.db"),
+        port,
+        "bench-databank",
+        Some("databank"),
+    )
+    .await?;
+    wait_subscribed(port, &[&bank]).await?;
+    Ok(bank)
+}
+
 pub async fn wait_subscribed(port: u16, banks: &[&Databank]) -> Result<()> {
     let (client, mut eventloop) = connect("bench-probe", port, 16).await?;
     let driver = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
