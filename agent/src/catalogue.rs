@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use caidan_profiles::Capability;
 use caidan_profiles::Scene;
+pub use caidan_sync::contract::OfferKind;
 use jiff::Timestamp;
 use jiff::civil::Time;
 use serde::{Deserialize, Serialize};
@@ -27,31 +28,6 @@ pub struct Catalogue {
     /// Initial stock per SKU; only applied to SKUs the device does not track yet.
     #[serde(default)]
     pub stock: BTreeMap<String, i64>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum OfferKind {
-    Coupon,
-    FreeSample,
-    Discount,
-    Content,
-}
-
-impl OfferKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OfferKind::Coupon => "coupon",
-            OfferKind::FreeSample => "free_sample",
-            OfferKind::Discount => "discount",
-            OfferKind::Content => "content",
-        }
-    }
-
-    /// Content eggs are brand stories: nothing to redeem.
-    pub fn redeemable(self) -> bool {
-        self != OfferKind::Content
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -198,11 +174,9 @@ impl CatalogueFile {
     }
 }
 
+/// Offer, brand and SKU ids follow the wire contract's rule, so every event can carry them.
 fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    caidan_sync::contract::Ident::valid(s)
 }
 
 impl Catalogue {

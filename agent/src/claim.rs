@@ -5,23 +5,27 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use caidan_sync::contract::ClaimCode;
+use caidan_sync::contract::ids::CLAIM_CODE_ALPHABET as CODE_ALPHABET;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand::Rng;
 use serde::Serialize;
 
-/// Crockford base32 without I, L, O, U: easy to read out and type on a keypad.
-const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+use crate::secrets::SigningSeed;
+
 pub const CODE_LEN: usize = 8;
 
-/// A fresh random claim code.
-pub fn new_code(rng: &mut impl Rng) -> String {
-    (0..CODE_LEN)
+/// A fresh random claim code (Crockford base32 without I, L, O, U: easy to read out and type
+/// on a keypad).
+pub fn new_code(rng: &mut impl Rng) -> ClaimCode {
+    let code: String = (0..CODE_LEN)
         .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
-        .collect()
+        .collect();
+    ClaimCode::new(code).expect("drawn from the claim code alphabet")
 }
 
 /// Normalises what staff typed: upper case, no spaces or dashes, I/L→1, O→0.
-pub fn normalise_code(input: &str) -> Option<String> {
+pub fn normalise_code(input: &str) -> Option<ClaimCode> {
     let code: String = input
         .chars()
         .filter(|c| !matches!(c, ' ' | '-'))
@@ -31,7 +35,7 @@ pub fn normalise_code(input: &str) -> Option<String> {
             c => c,
         })
         .collect();
-    (code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b))).then_some(code)
+    ClaimCode::new(code).ok()
 }
 
 /// What the device signs for each claim.
@@ -65,9 +69,9 @@ impl std::fmt::Debug for ClaimSigner {
 }
 
 impl ClaimSigner {
-    pub fn from_seed(seed: [u8; 32]) -> Self {
+    pub fn from_seed(seed: &SigningSeed) -> Self {
         Self {
-            key: SigningKey::from_bytes(&seed),
+            key: SigningKey::from_bytes(seed.bytes()),
         }
     }
 
@@ -107,7 +111,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let code = new_code(&mut rng);
         assert_eq!(normalise_code(&code.to_lowercase()), Some(code.clone()));
-        assert_eq!(normalise_code("ABCD-EFGH"), Some("ABCDEFGH".into()));
+        assert_eq!(
+            normalise_code("ABCD-EFGH").map(ClaimCode::into_string),
+            Some("ABCDEFGH".into())
+        );
         assert_eq!(
             normalise_code("0O1I-LUUU"),
             None,
@@ -118,7 +125,8 @@ mod tests {
 
     #[test]
     fn tokens_verify_offline_and_detect_tampering() {
-        let signer = ClaimSigner::from_seed([7; 32]);
+        let seed = |b: u8| SigningSeed::from_hex(&hex::encode([b; 32])).unwrap();
+        let signer = ClaimSigner::from_seed(&seed(7));
         let claim = ClaimEssentials {
             device: "d1",
             code: "ABCDEFGH",
@@ -134,7 +142,7 @@ mod tests {
             verify_token(&pk, &token).unwrap(),
             "caidan-claim-v1|d1|ABCDEFGH|o1|5"
         );
-        let forged = ClaimSigner::from_seed([8; 32]).sign(&claim);
+        let forged = ClaimSigner::from_seed(&seed(8)).sign(&claim);
         assert!(verify_token(&pk, &forged).is_none());
     }
 }

@@ -6,10 +6,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use caidan_profiles::Scene;
+use caidan_profiles::{Profile, Scene};
+use caidan_sync::contract::Name;
+use caidan_sync::credentials::{TokenHash, TokenSet};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+
+use crate::secrets::{HmacKey, SigningSeed};
 
 /// The bundled demo configuration used by `caidan-agent run` without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../demo/agent.toml");
@@ -33,6 +35,9 @@ pub struct AgentConfig {
     /// Overrides of the firmware profile's sync policy, as operators push them.
     #[serde(default)]
     pub sync: SyncOverrides,
+    /// The bundled profile `device.profile` names, resolved when the config is loaded.
+    #[serde(skip)]
+    resolved: Option<Profile>,
 }
 
 /// Sync policy fields an operator may set for one device; unset ones come from the profile.
@@ -49,10 +54,11 @@ pub struct SyncOverrides {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
-    pub id: String,
-    pub fleet: String,
+    /// 1-64 of a-z, 0-9, '-', '_': it appears in topics.
+    pub id: Name,
+    pub fleet: Name,
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Vec<Name>,
     pub scene: Scene,
     pub region: String,
     pub timezone: String,
@@ -88,8 +94,8 @@ fn default_listen() -> SocketAddr {
 pub struct QrConfig {
     #[serde(default = "default_rotation")]
     pub rotation_secs: u32,
-    /// Per-device HMAC secret, hex.
-    pub secret: String,
+    /// Per-device HMAC secret, hex, at least 16 bytes.
+    pub secret: HmacKey,
 }
 
 fn default_rotation() -> u32 {
@@ -99,10 +105,10 @@ fn default_rotation() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
-    /// Fleet-wide secret shopper ids are hashed with, hex.
-    pub fleet_secret: String,
+    /// Fleet-wide secret shopper ids are hashed with, hex, at least 16 bytes.
+    pub fleet_secret: HmacKey,
     /// Ed25519 seed the device signs claim tokens with, 32 bytes hex.
-    pub claim_key: String,
+    pub claim_key: SigningSeed,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,7 +116,7 @@ pub struct Secrets {
 pub struct StaffConfig {
     /// Staff bearer tokens, each stored as `sha256:<hex>`.
     #[serde(default)]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<TokenHash>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,24 +175,6 @@ pub enum ConfigError {
     },
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-fn hex_secret(v: &str, min_bytes: usize) -> Result<Vec<u8>, String> {
-    let bytes = hex::decode(v).map_err(|e| format!("not hex: {e}"))?;
-    if bytes.len() < min_bytes {
-        return Err(format!(
-            "{} bytes, at least {min_bytes} needed",
-            bytes.len()
-        ));
-    }
-    Ok(bytes)
-}
-
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
@@ -209,39 +197,22 @@ impl AgentConfig {
     }
 
     pub fn from_toml(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let cfg: AgentConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let mut cfg: AgentConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
             file: file.to_owned(),
             source,
         })?;
-        cfg.validate(file)?;
+        cfg.resolved = Some(cfg.validate(file)?);
         Ok(cfg)
     }
 
-    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+    /// Checks every field; returns the resolved profile.
+    fn validate(&self, file: &str) -> Result<Profile, ConfigError> {
         let bad = |field: &'static str, reason: String| ConfigError::Invalid {
             file: file.to_owned(),
             field,
             reason,
         };
         let d = &self.device;
-        if !valid_name(&d.id) {
-            return Err(bad(
-                "device.id",
-                "1-64 characters of a-z, 0-9, '-', '_'".into(),
-            ));
-        }
-        if !valid_name(&d.fleet) {
-            return Err(bad(
-                "device.fleet",
-                "1-64 characters of a-z, 0-9, '-', '_'".into(),
-            ));
-        }
-        if let Some(g) = d.groups.iter().find(|g| !valid_name(g)) {
-            return Err(bad(
-                "device.groups",
-                format!("{g:?}: 1-64 characters of a-z, 0-9, '-', '_'"),
-            ));
-        }
         if d.region.trim().is_empty() {
             return Err(bad("device.region", "must not be empty".into()));
         }
@@ -293,7 +264,7 @@ impl AgentConfig {
             return Err(bad("sync.max_backoff_ms", "must be 100..=3600000".into()));
         }
         if let Some(b) = self.store.budget_bytes {
-            let profile_budget = self.profile().storage_budget_bytes();
+            let profile_budget = profile.storage_budget_bytes();
             if !(MIN_BUDGET_BYTES..=profile_budget).contains(&b) {
                 return Err(bad(
                     "store.budget_bytes",
@@ -315,27 +286,6 @@ impl AgentConfig {
                 format!("must be 1..=3600, got {}", self.qr.rotation_secs),
             ));
         }
-        hex_secret(&self.qr.secret, 16).map_err(|r| bad("qr.secret", r))?;
-        hex_secret(&self.secrets.fleet_secret, 16).map_err(|r| bad("secrets.fleet_secret", r))?;
-        let seed =
-            hex_secret(&self.secrets.claim_key, 32).map_err(|r| bad("secrets.claim_key", r))?;
-        if seed.len() != 32 {
-            return Err(bad(
-                "secrets.claim_key",
-                format!("{} bytes, exactly 32 needed", seed.len()),
-            ));
-        }
-        for t in &self.staff.tokens {
-            let ok = t
-                .strip_prefix("sha256:")
-                .is_some_and(|h| h.len() == 64 && hex::decode(h).is_ok());
-            if !ok {
-                return Err(bad(
-                    "staff.tokens",
-                    "each entry is sha256:<64 hex digits> of a bearer token".into(),
-                ));
-            }
-        }
         if let Some(url) = &self.http.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -344,26 +294,19 @@ impl AgentConfig {
                 format!("{url:?} must start with http:// or https://"),
             ));
         }
-        Ok(())
+        Ok(profile)
     }
 
-    pub fn qr_secret(&self) -> Vec<u8> {
-        hex::decode(&self.qr.secret).expect("validated")
+    /// The device's time zone (validated at load).
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.device.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
     }
 
-    pub fn fleet_secret(&self) -> Vec<u8> {
-        hex::decode(&self.secrets.fleet_secret).expect("validated")
-    }
-
-    pub fn claim_seed(&self) -> [u8; 32] {
-        hex::decode(&self.secrets.claim_key)
-            .expect("validated")
-            .try_into()
-            .expect("validated length")
-    }
-
-    pub fn profile(&self) -> caidan_profiles::Profile {
-        caidan_profiles::bundled(&self.device.profile).expect("validated")
+    /// The device's firmware profile.
+    pub fn profile(&self) -> &Profile {
+        self.resolved
+            .as_ref()
+            .expect("an AgentConfig is only made by from_toml, which resolves the profile")
     }
 
     /// The store's storage budget: the profile's, or the smaller one set in `[store]`.
@@ -379,36 +322,16 @@ impl AgentConfig {
 
 /// Staff bearer tokens, kept as hashes and compared in constant time.
 #[derive(Debug, Clone)]
-pub struct StaffTokens {
-    hashes: Vec<[u8; 32]>,
-}
+pub struct StaffTokens(TokenSet<()>);
 
 impl StaffTokens {
     pub fn new(cfg: &StaffConfig) -> Self {
-        let hashes = cfg
-            .tokens
-            .iter()
-            .filter_map(|t| {
-                hex::decode(t.strip_prefix("sha256:")?)
-                    .ok()?
-                    .try_into()
-                    .ok()
-            })
-            .collect();
-        Self { hashes }
+        StaffTokens(TokenSet::new(cfg.tokens.iter().map(|h| (*h, ())).collect()))
     }
 
     pub fn accepts(&self, bearer: &str) -> bool {
-        let h: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-        self.hashes
-            .iter()
-            .fold(false, |ok, known| ok | bool::from(known.ct_eq(&h)))
+        self.0.lookup(bearer).is_some()
     }
-}
-
-/// `sha256:<hex>` of a token, the form config stores.
-pub fn hash_staff_token(token: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
 }
 
 #[cfg(test)]

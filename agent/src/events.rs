@@ -1,38 +1,32 @@
-//! Outbox events as CloudEvents 1.0 JSON records (docs/events.md holds the contract).
+//! Outbox events: the wire contract's records (`caidan_sync::contract`, documented in
+//! docs/events.md), with time-ordered ids from the injected clock's readings.
 
+use caidan_sync::contract::{Event, EventData, Ident, Name, Scene};
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
 use uuid::{ContextV7, Uuid};
-
-pub const IMPRESSION: &str = "com.caidan.impression";
-pub const SCAN: &str = "com.caidan.scan";
-pub const CLAIM: &str = "com.caidan.claim";
-pub const REDEMPTION: &str = "com.caidan.redemption";
-pub const REJECTION: &str = "com.caidan.rejection";
 
 /// Who writes the events: fixed for one store.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub fleet: String,
-    pub device: String,
-    pub epoch: String,
-    pub scene: String,
+    pub fleet: Name,
+    pub device: Name,
+    pub epoch: Uuid,
+    pub scene: Scene,
 }
 
 /// One event about to enter the outbox.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub kind: &'static str,
-    pub subject: Option<String>,
-    pub brand: Option<String>,
-    /// Type-specific fields; `scene` and `uptime_ms` are added.
-    pub data: Map<String, Value>,
+    /// The offer, where the event concerns one.
+    pub subject: Option<Ident>,
+    /// The brand, where the event concerns one brand's offer.
+    pub brand: Option<Ident>,
+    pub data: EventData,
 }
 
-/// Builds records with time-ordered ids from the injected clock's readings.
+/// Builds records with time-ordered ids.
 pub struct EventBuilder {
     source: Source,
-    source_uri: String,
     ids: ContextV7,
 }
 
@@ -46,10 +40,8 @@ impl std::fmt::Debug for EventBuilder {
 
 impl EventBuilder {
     pub fn new(source: Source) -> Self {
-        let source_uri = format!("/caidan/{}/d/{}", source.fleet, source.device);
         Self {
             source,
-            source_uri,
             ids: ContextV7::new(),
         }
     }
@@ -58,59 +50,26 @@ impl EventBuilder {
         &self.source
     }
 
-    /// The record's id and JSON text.
-    pub fn build(
-        &self,
-        event: NewEvent,
-        seq: i64,
-        now_ms: i64,
-        uptime_ms: i64,
-    ) -> (String, String) {
+    /// The record's id and JSON text for outbox seq `seq`, at wall-clock `now_ms`.
+    pub fn build(&self, event: NewEvent, seq: i64, now_ms: i64) -> (Uuid, String) {
         let secs = now_ms.div_euclid(1000);
         let nanos = (now_ms.rem_euclid(1000) * 1_000_000) as u32;
         let id = Uuid::new_v7(uuid::Timestamp::from_unix(
             &self.ids,
             secs.max(0) as u64,
             nanos,
-        ))
-        .to_string();
-        let time = Timestamp::from_millisecond(now_ms)
-            .unwrap_or(Timestamp::UNIX_EPOCH)
-            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-        let mut data = event.data;
-        data.insert("scene".into(), Value::String(self.source.scene.clone()));
-        data.insert("uptime_ms".into(), json!(uptime_ms));
-        let mut record = json!({
-            "specversion": "1.0",
-            "id": id,
-            "source": self.source_uri,
-            "type": event.kind,
-            "time": time,
-            "datacontenttype": "application/json",
-            "fleet": self.source.fleet,
-            "device": self.source.device,
-            "epoch": self.source.epoch,
-            "seq": seq,
-        });
-        let obj = record.as_object_mut().expect("object literal");
-        if let Some(subject) = event.subject {
-            obj.insert("subject".into(), Value::String(subject));
-        }
-        if let Some(brand) = event.brand {
-            obj.insert("brand".into(), Value::String(brand));
-        }
-        obj.insert("data".into(), Value::Object(data));
-        (id, record.to_string())
+        ));
+        let record = Event {
+            id,
+            time: Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::UNIX_EPOCH),
+            fleet: self.source.fleet.clone(),
+            device: self.source.device.clone(),
+            epoch: self.source.epoch,
+            seq: seq.max(1) as u64,
+            subject: event.subject,
+            brand: event.brand,
+            data: event.data,
+        };
+        (id, record.to_json())
     }
-}
-
-/// Builds a `data` map from pairs.
-#[macro_export]
-macro_rules! event_data {
-    ($($k:literal : $v:expr),* $(,)?) => {{
-        let mut m = serde_json::Map::new();
-        $( m.insert($k.to_string(), serde_json::json!($v)); )*
-        m
-    }};
 }

@@ -1,16 +1,16 @@
 //! The Caidan on-device agent: offer cache, egg engine, claims, local HTTP API and pages,
-//! and the outbox every fact is written to.
+//! and the outbox every fact is written to. What crosses the wire is `caidan-sync`'s.
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
 pub mod claim;
-pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod outbox;
 pub mod runtime;
+pub mod secrets;
 pub mod shopper;
 pub mod store;
 pub mod token;
-pub mod uplink;

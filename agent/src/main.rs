@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use caidan_agent::catalogue::CatalogueFile;
-use caidan_agent::clock::{Clock, SystemClock};
 use caidan_agent::config::{self, AgentConfig};
 use caidan_agent::runtime::{self, MqttTarget, RunOptions};
 use caidan_agent::store::Reader;
-use caidan_cloud_sync::transport::TlsFiles;
+use caidan_sync::broker_url::BrokerUrl;
+use caidan_sync::clock::{Clock, SystemClock};
+use caidan_sync::credentials::TokenHash;
+use caidan_sync::tls::TlsFiles;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::Notify;
 
@@ -64,7 +66,8 @@ enum Command {
         /// Listen address; overrides `http.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Sync the outbox to this MQTT broker: mqtt://HOST:PORT or mqtts://HOST:PORT.
+        /// Sync the outbox to this MQTT broker: mqtt://[user[:password]@]HOST:PORT or
+        /// mqtts://...; a password left out of the URL is read from CAIDAN_MQTT_PASSWORD.
         #[arg(long)]
         mqtt: Option<String>,
         /// CA certificate (PEM) the broker's certificate must chain to, for mqtts://.
@@ -158,14 +161,18 @@ fn main() -> Result<()> {
             mqtt_cert,
             mqtt_key,
         } => {
-            let mqtt = mqtt.map(|url| MqttTarget {
-                url,
-                tls: TlsFiles {
-                    ca: mqtt_ca,
-                    client_cert: mqtt_cert,
-                    client_key: mqtt_key,
-                },
-            });
+            let mqtt = mqtt
+                .map(|url| -> Result<MqttTarget> {
+                    Ok(MqttTarget {
+                        url: BrokerUrl::parse_env(&url)?,
+                        tls: TlsFiles {
+                            ca: mqtt_ca,
+                            client_cert: mqtt_cert,
+                            client_key: mqtt_key,
+                        },
+                    })
+                })
+                .transpose()?;
             run(target, listen, mqtt)
         }
         Command::Offers {
@@ -204,7 +211,7 @@ fn main() -> Result<()> {
                         c.claim_code,
                         c.offer_id,
                         c.brand,
-                        c.kind,
+                        c.kind.as_str(),
                         at(c.created_ms)
                     )?;
                 }
@@ -267,7 +274,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::HashStaffToken { token } => {
-            println!("{}", config::hash_staff_token(&token));
+            println!("{}", TokenHash::of(&token));
             Ok(())
         }
     }

@@ -9,19 +9,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use caidan_sync::broker_url::BrokerUrl;
+use caidan_sync::clock::Clock;
+use caidan_sync::tls::TlsFiles;
+use caidan_sync::uplink::{UplinkHandle, UplinkLinks, spawn_uplink};
+
 use crate::catalogue::{Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
-use crate::clock::Clock;
 use crate::config::{AgentConfig, StaffTokens};
 use crate::engine::Touchpoint;
 use crate::http::{self, AppState, Impressions, Metrics};
+use crate::outbox::{StoreOutbox, uplink_config};
 use crate::shopper::ShopperHasher;
 use crate::store::writer::Writer;
-use crate::store::{StoreError, WriterHandle, state_identity};
+use crate::store::{Identity, StoreError, WriterHandle};
 use crate::token::TokenSigner;
-use crate::uplink::{AgentOutbox, uplink_config};
-use caidan_cloud_sync::transport::TlsFiles;
-use caidan_cloud_sync::uplink::{UplinkHandle, spawn_uplink};
 
 /// File name of the agent store inside the data folder.
 pub const STORE_FILE: &str = "agent.db";
@@ -48,7 +50,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Uplink(#[from] caidan_cloud_sync::uplink::UplinkError),
+    Uplink(#[from] caidan_sync::uplink::UplinkError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -101,11 +103,11 @@ pub fn open_writer(
         path: data_dir.display().to_string(),
         source,
     })?;
-    let identity = state_identity(
-        cfg.device.fleet.clone(),
-        touchpoint(cfg),
-        &cfg.device.timezone,
-    );
+    let identity = Identity {
+        fleet: cfg.device.fleet.clone(),
+        touchpoint: touchpoint(cfg),
+        tz: cfg.timezone(),
+    };
     Ok(Writer::spawn(
         &store_path(data_dir),
         identity,
@@ -131,7 +133,7 @@ pub struct RunOptions {
 /// Where and how the uplink connects.
 #[derive(Debug, Clone)]
 pub struct MqttTarget {
-    pub url: String,
+    pub url: BrokerUrl,
     pub tls: TlsFiles,
 }
 
@@ -213,15 +215,19 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         .public_url
         .clone()
         .unwrap_or_else(|| base_url.clone());
-    let tokens = TokenSigner::new(cfg.device.id.clone(), cfg.qr_secret(), cfg.qr.rotation_secs);
+    let tokens = TokenSigner::new(
+        cfg.device.id.as_str(),
+        cfg.qr.secret.clone(),
+        cfg.qr.rotation_secs,
+    );
     let impressions = Arc::new(Impressions::default());
     let state = AppState {
         device: cfg.device.id.as_str().into(),
         public_url: public_url.trim_end_matches('/').into(),
         writer: writer.clone(),
         tokens: tokens.clone(),
-        shoppers: ShopperHasher::new(cfg.fleet_secret()),
-        claims: ClaimSigner::from_seed(cfg.claim_seed()),
+        shoppers: ShopperHasher::new(cfg.secrets.fleet_secret.clone()),
+        claims: ClaimSigner::from_seed(&cfg.secrets.claim_key),
         staff: Arc::new(StaffTokens::new(&cfg.staff)),
         clock: clock.clone(),
         metrics: Metrics::new(),
@@ -239,6 +245,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
     });
     let flusher = {
         let writer = writer.clone();
+        let clock = clock.clone();
         let mut stopped = stopped;
         tokio::spawn(async move {
             loop {
@@ -252,14 +259,16 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
     };
     let uplink = match &opts.mqtt {
         Some(target) => {
-            let outbox = AgentOutbox::open(&store_path(&opts.data_dir), writer.clone())?;
-            let ucfg = uplink_config(cfg, &target.url, target.tls.clone());
-            Some(spawn_uplink(
-                ucfg,
-                Arc::new(outbox),
-                wake.clone(),
-                stop.subscribe(),
-            )?)
+            let outbox = StoreOutbox::open(&store_path(&opts.data_dir), writer.clone())?;
+            let ucfg = uplink_config(cfg, target.url.clone(), target.tls.clone());
+            let links = UplinkLinks {
+                source: Arc::new(outbox),
+                wake: wake.clone(),
+                shoppers: writer.shopper_signal(),
+                shutdown: stop.subscribe(),
+                clock: clock.clone(),
+            };
+            Some(spawn_uplink(ucfg, links)?)
         }
         None => None,
     };

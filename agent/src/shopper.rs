@@ -1,7 +1,9 @@
 //! Shopper identity: raw ids are hashed with the fleet secret before anything stores them.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use caidan_sync::contract::ShopperHash;
+use hmac::Mac;
+
+use crate::secrets::HmacKey;
 
 /// Hex length of a hashed shopper id (128 bits).
 pub const HASH_HEX_LEN: usize = 32;
@@ -11,7 +13,7 @@ pub const MAX_RAW_LEN: usize = 256;
 /// Hashes raw shopper ids; raw ids never leave this type.
 #[derive(Clone)]
 pub struct ShopperHasher {
-    key: Vec<u8>,
+    key: HmacKey,
 }
 
 impl std::fmt::Debug for ShopperHasher {
@@ -21,19 +23,20 @@ impl std::fmt::Debug for ShopperHasher {
 }
 
 impl ShopperHasher {
-    pub fn new(fleet_secret: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: fleet_secret.into(),
-        }
+    pub fn new(fleet_secret: HmacKey) -> Self {
+        Self { key: fleet_secret }
     }
 
     /// HMAC-SHA256 of the raw id under the fleet secret, first 16 bytes in hex. The same
     /// shopper hashes alike on every device of the fleet, so the cloud can tag segments.
-    pub fn hash(&self, raw: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+    pub fn hash(&self, raw: &str) -> ShopperHash {
+        let mut mac = self.key.mac();
         mac.update(b"caidan-shopper-v1|");
         mac.update(raw.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..HASH_HEX_LEN / 2])
+        ShopperHash::new(hex::encode(
+            &mac.finalize().into_bytes()[..HASH_HEX_LEN / 2],
+        ))
+        .expect("16 bytes of lowercase hex are a shopper hash")
     }
 }
 
@@ -48,8 +51,8 @@ mod tests {
 
     #[test]
     fn hash_is_keyed_stable_and_hides_the_raw_id() {
-        let a = ShopperHasher::new(b"fleet-secret-one".to_vec());
-        let b = ShopperHasher::new(b"fleet-secret-two".to_vec());
+        let a = ShopperHasher::new(HmacKey::from_bytes(b"fleet-secret-one"));
+        let b = ShopperHasher::new(HmacKey::from_bytes(b"fleet-secret-two"));
         let h = a.hash("13800138000");
         assert_eq!(h, a.hash("13800138000"));
         assert_ne!(h, b.hash("13800138000"));

@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::secrets::HmacKey;
+
 const MAC_LEN: usize = 16;
 /// Longest token we bother to parse; anything longer is garbled by definition.
 const MAX_TOKEN_LEN: usize = 200;
@@ -46,7 +48,7 @@ impl TokenError {
 #[derive(Clone)]
 pub struct TokenSigner {
     device: String,
-    secret: Vec<u8>,
+    secret: HmacKey,
     rotation_secs: u32,
 }
 
@@ -61,10 +63,10 @@ impl std::fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     /// `rotation_secs` must be at least 1 (config validation guarantees it).
-    pub fn new(device: impl Into<String>, secret: impl Into<Vec<u8>>, rotation_secs: u32) -> Self {
+    pub fn new(device: impl Into<String>, secret: HmacKey, rotation_secs: u32) -> Self {
         Self {
             device: device.into(),
-            secret: secret.into(),
+            secret,
             rotation_secs: rotation_secs.max(1),
         }
     }
@@ -131,7 +133,7 @@ impl TokenSigner {
     }
 
     fn hmac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts keys of any length")
+        self.secret.mac()
     }
 
     fn message(device: &str, window: i64) -> Vec<u8> {
@@ -157,7 +159,7 @@ mod tests {
     fn signer() -> TokenSigner {
         TokenSigner::new(
             "cinema-01",
-            b"0123456789abcdef0123456789abcdef".to_vec(),
+            HmacKey::from_bytes(b"0123456789abcdef0123456789abcdef"),
             30,
         )
     }
@@ -180,14 +182,14 @@ mod tests {
         let s = signer();
         let other = TokenSigner::new(
             "cinema-02",
-            b"0123456789abcdef0123456789abcdef".to_vec(),
+            HmacKey::from_bytes(b"0123456789abcdef0123456789abcdef"),
             30,
         );
         assert_eq!(s.verify(&other.issue(T0), T0), Err(TokenError::OtherDevice));
 
         let wrong_key = TokenSigner::new(
             "cinema-01",
-            b"another-secret-another-secret-xx".to_vec(),
+            HmacKey::from_bytes(b"another-secret-another-secret-xx"),
             30,
         );
         assert_eq!(s.verify(&wrong_key.issue(T0), T0), Err(TokenError::Forged));

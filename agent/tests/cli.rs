@@ -1,12 +1,13 @@
 //! The real `caidan-agent` binary: catalogue import is all or nothing, and a claim whose
 //! answer was sent survives `kill -9`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use caidan_agent::store::Reader;
 use caidan_agent::store::read::Table;
+use caidan_testkit::AgentProc;
+use caidan_testkit::agent::AgentOptions;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_caidan-agent");
@@ -99,29 +100,9 @@ fn check_config_names_file_field_and_reason() {
     );
 }
 
-struct Agent {
-    child: Child,
-    base: String,
-}
-
-fn start(data: &Path) -> Agent {
-    let mut child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("agent printed its URL").unwrap();
-        if let Some((_, url)) = line.split_once("listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the agent never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Agent { child, base }
+/// The agent on its built-in demo config, store in `data`, on a free port.
+fn start(data: &Path) -> AgentProc {
+    AgentProc::start_with(data, AgentOptions::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,8 +146,7 @@ async fn claims_whose_answer_was_sent_survive_kill_9() {
         for _ in 0..40 {
             answered.push(rx.recv().await.unwrap());
         }
-        agent.child.kill().unwrap();
-        agent.child.wait().unwrap();
+        agent.kill9();
         while let Some(code) = rx.recv().await {
             answered.push(code);
         }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use caidan_agent::clock::Clock;
 use caidan_agent::store::read::Table;
+use caidan_sync::clock::Clock;
 use common::{DAY_MS, TestAgent, coupon_catalogue};
 use serde_json::json;
 
@@ -99,11 +99,12 @@ async fn bad_tokens_get_4xx_and_write_nothing() {
     let outbox = agent.count(Table::Outbox);
     let stale = agent.token();
     agent.clock.advance_ms(61_000);
-    let other = caidan_agent::token::TokenSigner::new("someone-else", agent.config.qr_secret(), 30)
-        .issue(agent.clock.now_ms());
+    let other =
+        caidan_agent::token::TokenSigner::new("someone-else", agent.config.qr.secret.clone(), 30)
+            .issue(agent.clock.now_ms());
     let forged = caidan_agent::token::TokenSigner::new(
-        agent.config.device.id.clone(),
-        b"not-the-secret-not-the-secret!!!".to_vec(),
+        agent.config.device.id.as_str(),
+        caidan_agent::secrets::HmacKey::from_bytes(b"not-the-secret-not-the-secret!!!"),
         30,
     )
     .issue(agent.clock.now_ms());
@@ -236,14 +237,16 @@ async fn staff_redeem_once_with_a_bearer_token() {
 #[tokio::test]
 async fn segment_targeting_uses_the_cloud_tags_of_the_hashed_shopper() {
     let hasher = caidan_agent::shopper::ShopperHasher::new(
-        caidan_agent::config::AgentConfig::demo().fleet_secret(),
+        caidan_agent::config::AgentConfig::demo()
+            .secrets
+            .fleet_secret,
     );
     let catalogue = json!({
         "offers": [
             { "id": "students", "brand": "paper-moon", "kind": "coupon", "title": { "en": "Books" }, "segments": ["student"] },
             { "id": "story", "brand": "lumi", "kind": "content", "title": { "en": "Story" } }
         ],
-        "segments": { hasher.hash("alice"): ["student"] }
+        "segments": { hasher.hash("alice").as_str(): ["student"] }
     });
     let agent = TestAgent::start(catalogue).await;
     let (_, alice) = agent.crack("alice").await;

@@ -3,6 +3,7 @@
 mod common;
 
 use caidan_agent::store::read::Table;
+use caidan_sync::contract::EventType;
 use common::{TestAgent, coupon_catalogue};
 use serde_json::{Value, json};
 
@@ -104,6 +105,33 @@ async fn outbox_records_are_gapless_valid_cloudevents() {
             assert!(!row.json.contains("\"s1\""));
         }
     }
+    // The data bank's own types accept every record, sent as one batch on the device's topic.
+    let batch = format!(
+        "[{}]",
+        rows.iter()
+            .map(|r| r.json.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let parsed = caidan_sync::contract::parse_batch(
+        "demo",
+        "demo-cinema-01",
+        batch.as_bytes(),
+        Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("the data bank refuses the agent's events: {e}"));
+    let count = |ty: EventType| parsed.iter().filter(|r| r.event.event_type() == ty).count();
+    assert_eq!(
+        [
+            EventType::Scan,
+            EventType::Claim,
+            EventType::Redemption,
+            EventType::Rejection,
+            EventType::Impression
+        ]
+        .map(count),
+        [10, 10, 1, 1, 1]
+    );
     let impression: Value = serde_json::from_str(&rows.last().unwrap().json).unwrap();
     assert_eq!(impression["type"], "com.caidan.impression");
     assert_eq!(impression["data"]["count"], 25);

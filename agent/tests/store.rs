@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use caidan_agent::clock::{Clock, ManualClock};
 use caidan_agent::config::AgentConfig;
 use caidan_agent::runtime::{open_writer, store_path};
 use caidan_agent::store::{Reader, StoreError};
+use caidan_sync::clock::{Clock, ManualClock};
 use tokio::sync::Notify;
 
 fn open(dir: &std::path::Path) -> Result<(), caidan_agent::runtime::AgentError> {
@@ -50,7 +50,8 @@ fn an_empty_older_store_is_migrated_and_readers_say_when_it_is_not() {
     assert!(err.contains("schema v0") && err.contains("older"), "{err}");
     open(dir.path()).unwrap();
     let reader = Reader::open(&store_path(dir.path())).unwrap();
-    assert_eq!(reader.epoch().unwrap().len(), 36);
+    assert_eq!(reader.epoch().unwrap().to_string().len(), 36);
+    assert_eq!(reader.epoch().unwrap().get_version_num(), 7);
 }
 
 #[test]

@@ -17,8 +17,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use caidan_cloud_sync::databank::store::{Store, Work};
-use caidan_cloud_sync::wire::{Limits, parse_batch};
+use caidan_cloud::databank::store::{Store, Work};
+use caidan_sync::clock::SystemClock;
+use caidan_sync::contract::{Limits, parse_batch};
 use common::{Agent, BATCH_EVENTS, Fact, Result, figure, rate};
 use rumqttc::{Event, Packet, QoS};
 
@@ -167,7 +168,7 @@ fn store_alone(agent_db: &Path, path: &Path, fleet: &str, device: &str) -> Resul
     )?;
     let mut read =
         src.prepare("SELECT seq, json FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    let mut store = Store::open(path)?;
+    let mut store = Store::open(path, SystemClock::shared())?;
     let (mut after, mut rows, mut spent) = (0i64, 0u64, Duration::ZERO);
     loop {
         let batch = read

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use caidan_cloud_sync::databank::Databank;
-use caidan_cloud_sync::databank::metrics::Metrics;
-use caidan_cloud_sync::topics;
+use caidan_cloud::databank::Databank;
+use caidan_cloud::databank::metrics::Metrics;
+use caidan_sync::topics;
 use common::{BATCH_EVENTS, Result, figure, rate};
 use rumqttc::QoS;
 use serde_json::json;
@@ -194,7 +194,7 @@ fn claim_event(device: &str, epoch: &str, seq: usize) -> serde_json::Value {
         "data": {
             "scene": "cinema",
             "uptime_ms": seq * 37,
-            "shopper": format!("{seq:064x}"),
+            "shopper": format!("{seq:032x}"),
             "offer": "lumi-cola-3off",
             "brand": "lumi-cola",
             "kind": "coupon",

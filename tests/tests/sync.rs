@@ -3,7 +3,6 @@
 //! dropping queued messages for a slow data bank, a wiped device. Real processes: the
 //! `caidan-agent` and `caidan-cloud` binaries and a Mosquitto (or NATS) on a free port.
 
-use std::process::Command;
 use std::time::Duration;
 
 use caidan_e2e::{
@@ -48,7 +47,7 @@ async fn an_offline_backlog_of_10000_claims_arrives_exactly_once() {
     // The broker is not up yet: the agent serves shoppers offline.
     let agent = Agent::start(&data, Some(&url));
     assert_eq!(claim_many(&agent.base, "offline", 10_000, 16).await, 10_000);
-    let broker = Mosquitto::start(dir.path(), port, "");
+    let broker = Mosquitto::start_on(dir.path(), port, "allow_anonymous true");
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     assert_exactly_once(&data, &bank, 10_000);
     // The retained state tells the fleet how full the device's store is.
@@ -90,17 +89,26 @@ async fn an_offline_backlog_arrives_exactly_once_through_nats_mqtt() {
 async fn kill_9_of_the_agent_mid_sync_20_times_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("agent");
-    let broker = Mosquitto::start(dir.path(), free_port(), "");
+    let broker = Mosquitto::plain(dir.path());
     // Build a backlog offline, then let the agent sync in short lives ended by kill -9.
     offline_backlog(&data, "k", 4_000).await;
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
+    let mut mid_sync = 0;
     for round in 0..20u64 {
+        let stored = bank.counts().events;
         let mut agent = Agent::start(&data, Some(&broker.url()));
         // Shoppers keep coming while it syncs.
         claim_many(&agent.base, &format!("round{round}"), 20, 4).await;
-        std::thread::sleep(Duration::from_millis(50 + (round * 37) % 200));
+        // Kill once this life has delivered something, or right away once nothing is left.
+        wait_until(Duration::from_secs(20), || {
+            bank.counts().events > stored || agent_outbox(&data).0 == 0
+        });
         agent.proc.kill9();
+        if agent_outbox(&data).0 > 0 && bank.counts().events > stored {
+            mid_sync += 1;
+        }
     }
+    assert!(mid_sync >= 5, "only {mid_sync} kills came mid-sync");
     let _agent = Agent::start(&data, Some(&broker.url()));
     assert_exactly_once(&data, &bank, 4_000 + 20 * 20);
 }
@@ -109,7 +117,7 @@ async fn kill_9_of_the_agent_mid_sync_20_times_loses_and_doubles_nothing() {
 async fn a_broker_restarted_without_persistence_mid_sync_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("agent");
-    let mut broker = Mosquitto::start(dir.path(), free_port(), "");
+    let mut broker = Mosquitto::plain(dir.path());
     offline_backlog(&data, "b", 6_000).await;
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let _agent = Agent::start(&data, Some(&broker.url()));
@@ -118,6 +126,10 @@ async fn a_broker_restarted_without_persistence_mid_sync_loses_nothing() {
         "sync never started"
     );
     broker.restart();
+    assert!(
+        bank.counts().events < 6_000,
+        "the restart came before the backlog was through"
+    );
     assert_exactly_once(&data, &bank, 6_000);
 }
 
@@ -128,20 +140,27 @@ async fn a_broker_dropping_queued_messages_for_a_slow_data_bank_loses_nothing() 
     // Mosquitto drops QoS 1 messages queued beyond 10 for a subscriber that lags.
     let broker = Mosquitto::start(
         dir.path(),
-        free_port(),
-        "max_queued_messages 10\nmax_inflight_messages 1",
+        "allow_anonymous true\nmax_queued_messages 10\nmax_inflight_messages 1",
     );
     offline_backlog(&data, "q", 10_000).await;
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let _agent = Agent::start(&data, Some(&broker.url()));
-    // Make the data bank slower than the agent: freeze it in short bursts while the backlog drains.
-    let pid = bank.proc.child.id().to_string();
-    for _ in 0..15 {
-        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        Command::new("kill").args(["-CONT", &pid]).status().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+    // Make the data bank slower than the agent: freeze it while the backlog drains, until
+    // the broker says it dropped messages queued for it.
+    let dropped = |b: &Mosquitto| b.log().contains("Outgoing messages are being dropped");
+    for _ in 0..60 {
+        if dropped(&broker) {
+            break;
+        }
+        bank.proc.signal("STOP");
+        wait_until(Duration::from_millis(300), || dropped(&broker));
+        bank.proc.signal("CONT");
     }
+    assert!(
+        dropped(&broker),
+        "the broker never dropped a queued message"
+    );
+    assert!(bank.counts().events < 10_000, "dropped before the end");
     assert_exactly_once(&data, &bank, 10_000);
 }
 
@@ -149,7 +168,7 @@ async fn a_broker_dropping_queued_messages_for_a_slow_data_bank_loses_nothing() 
 async fn a_wiped_device_starts_a_new_epoch_and_all_its_new_events_are_stored() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("agent");
-    let broker = Mosquitto::start(dir.path(), free_port(), "");
+    let broker = Mosquitto::plain(dir.path());
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let mut agent = Agent::start(&data, Some(&broker.url()));
     assert_eq!(claim_many(&agent.base, "before", 100, 4).await, 100);

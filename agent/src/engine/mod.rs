@@ -26,7 +26,7 @@ use quota::{OfferCount, QuotaBook};
 /// What this device is, for targeting.
 #[derive(Debug, Clone)]
 pub struct Touchpoint {
-    pub device: String,
+    pub device: caidan_sync::contract::Name,
     pub scene: Scene,
     pub region: String,
     pub capabilities: BTreeSet<Capability>,

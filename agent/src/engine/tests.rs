@@ -30,7 +30,7 @@ fn offer(id: &str, kind: OfferKind) -> Offer {
 
 fn tp() -> Touchpoint {
     Touchpoint {
-        device: "cinema-01".into(),
+        device: caidan_sync::contract::Name::new("cinema-01").unwrap(),
         scene: Scene::Cinema,
         region: "cn-sh".into(),
         capabilities: BTreeSet::new(),

@@ -152,7 +152,7 @@ pub async fn crack(
         .map_err(|e| store_error(&state, e))?;
     let c = &outcome.claim;
     if !outcome.existing {
-        state.metrics.claim(&c.kind, c.fallback);
+        state.metrics.claim(c.kind.as_str(), c.fallback);
     }
     let signed = state.claims.sign(&ClaimEssentials {
         device: &state.device,

@@ -1,7 +1,8 @@
 //! Prometheus metrics: claims, rejections by reason, outbox depth, request latency.
 
 use std::sync::Arc;
-use std::time::Instant;
+
+use caidan_sync::clock::Clock;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -162,19 +163,24 @@ impl Metrics {
     }
 }
 
-/// Middleware recording each request's latency under its route pattern.
-pub async fn track_latency(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+/// Middleware recording each request's latency under its route pattern, on the agent's
+/// monotonic clock.
+pub async fn track_latency(
+    State((metrics, clock)): State<(Metrics, Arc<dyn Clock>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let started = Instant::now();
+    let started = clock.monotonic();
     let response = next.run(req).await;
     metrics
         .latency
         .get_or_create(&vec![("route", route)])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(clock.monotonic().saturating_sub(started).as_secs_f64());
     response
 }
 use crate::store::StorageStatus;

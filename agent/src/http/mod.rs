@@ -15,11 +15,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::claim::ClaimSigner;
-use crate::clock::Clock;
 use crate::config::StaffTokens;
 use crate::shopper::ShopperHasher;
 use crate::store::WriterHandle;
 use crate::token::TokenSigner;
+use caidan_sync::clock::Clock;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -45,7 +45,7 @@ pub struct AppState {
 
 /// The agent's routes.
 pub fn router(state: AppState) -> Router {
-    let metrics = state.metrics.clone();
+    let metrics = (state.metrics.clone(), state.clock.clone());
     Router::new()
         .route("/", get(screen::screen_page))
         .route("/e/{token}", get(egg::egg_page))
@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/redemptions", post(staff::redeem))
         .route("/api/v1/claims/public-key", get(staff::public_key))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/favicon.svg", get(pages::favicon))
+        .route("/favicon.ico", get(pages::favicon))
         .route("/metrics", get(screen::metrics))
         .layer(axum::middleware::from_fn_with_state(
             metrics,

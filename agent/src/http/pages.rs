@@ -4,6 +4,7 @@
 const EGG: &str = include_str!("../../assets/egg.html");
 const SCREEN: &str = include_str!("../../assets/screen.html");
 const ERROR: &str = include_str!("../../assets/error.html");
+const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 fn escape(s: &str) -> String {
     html_escape::encode_quoted_attribute(s).into_owned()
@@ -21,4 +22,16 @@ pub fn screen_page(device: &str, rotation_secs: u32) -> String {
 
 pub fn error_page(message: &str) -> String {
     ERROR.replace("{{MESSAGE}}", &escape(message))
+}
+
+/// `GET /favicon.svg` (and `/favicon.ico`, which browsers ask for by themselves).
+pub async fn favicon() -> impl axum::response::IntoResponse {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+    (
+        [
+            (CONTENT_TYPE, "image/svg+xml"),
+            (CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
+    )
 }

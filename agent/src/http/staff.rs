@@ -19,12 +19,10 @@ pub struct RedeemRequest {
 }
 
 fn require_staff(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer =
+        caidan_sync::credentials::bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()));
     match bearer {
-        Some(t) if state.staff.accepts(t.trim()) => Ok(()),
+        Some(t) if state.staff.accepts(t) => Ok(()),
         Some(_) => {
             state.metrics.rejection("staff_unauthorized");
             Err(ApiError::new(

@@ -14,26 +14,7 @@ pub struct StorageBudget {
     pub warn: u64,
 }
 
-/// How full the store is against its budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fill {
-    Normal,
-    /// At or past the warning level: everything still works; operators are told.
-    Warning,
-    /// At or past the limit: new eggs and impression counts are refused.
-    Full,
-}
-
-impl Fill {
-    /// Label for metrics and the retained state message.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fill::Normal => "normal",
-            Fill::Warning => "warning",
-            Fill::Full => "full",
-        }
-    }
-}
+pub use caidan_sync::contract::Fill;
 
 impl StorageBudget {
     /// A budget of `limit` bytes warning at `warn_percent` of it.

@@ -8,6 +8,7 @@ pub mod schema;
 mod state;
 pub mod writer;
 
+use caidan_sync::contract::{ClaimCode, IdError, Ident, OfferKind, RejectionReason};
 use serde::Serialize;
 
 use crate::catalogue::Text;
@@ -16,20 +17,6 @@ pub use budget::{Fill, StorageBudget};
 pub use read::Reader;
 pub use state::Identity;
 pub use writer::{StorageStatus, Writer, WriterHandle};
-
-/// The writer's view of who the device is.
-pub fn state_identity(
-    fleet: String,
-    touchpoint: crate::engine::Touchpoint,
-    timezone: &str,
-) -> Identity {
-    let tz = jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    Identity {
-        fleet,
-        touchpoint,
-        tz,
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,8 +45,25 @@ pub enum StoreError {
     },
     #[error("migration to schema v{to} failed: {source}")]
     Migration { to: i64, source: rusqlite::Error },
-    #[error("store is corrupt: {0}")]
-    Corrupt(String),
+    #[error("store is corrupt: meta.{0} is missing")]
+    MissingMeta(&'static str),
+    #[error("store is corrupt: meta.epoch {0:?} is not a UUID")]
+    BadEpoch(String),
+    #[error("store is corrupt: offer {id} cannot be read: {source}")]
+    OfferUnreadable {
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("store is corrupt: stock of {sku} is out of step with the writer's memory")]
+    StockOutOfStep { sku: String },
+    #[error("no free claim code after 8 tries")]
+    NoFreeClaimCode,
+    #[error("a stored value breaks the wire contract: {0}")]
+    Contract(#[from] IdError),
+    #[error("the store refused WAL journaling (got {0})")]
+    JournalMode(String),
+    #[error("cannot start the writer thread: {0}")]
+    WriterThread(std::io::Error),
     #[error("store error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("commit failed, nothing was stored: {0}")]
@@ -84,10 +88,10 @@ impl StoreError {
 /// A claim as stored and shown to the shopper.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClaimRecord {
-    pub claim_code: String,
-    pub offer_id: String,
-    pub brand: String,
-    pub kind: String,
+    pub claim_code: ClaimCode,
+    pub offer_id: Ident,
+    pub brand: Ident,
+    pub kind: OfferKind,
     pub title: Text,
     pub description: Text,
     pub fallback: bool,
@@ -123,6 +127,16 @@ impl RedeemRefusal {
             RedeemRefusal::AlreadyRedeemed => "already_redeemed",
             RedeemRefusal::Expired => "expired",
             RedeemRefusal::NotRedeemable => "not_redeemable",
+        }
+    }
+
+    /// The reason recorded as a rejection event (a fraud signal), for refusals of a claim
+    /// that exists and could have been redeemed.
+    pub fn recorded(self) -> Option<RejectionReason> {
+        match self {
+            RedeemRefusal::AlreadyRedeemed => Some(RejectionReason::AlreadyRedeemed),
+            RedeemRefusal::Expired => Some(RejectionReason::Expired),
+            RedeemRefusal::UnknownCode | RedeemRefusal::NotRedeemable => None,
         }
     }
 }

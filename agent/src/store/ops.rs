@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use caidan_sync::contract::{
+    ClaimCode, ClaimData, EventData, Ident, ImpressionData, RedemptionData, RejectionData,
+    ScanData, ShopperHash,
+};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
@@ -13,8 +17,7 @@ use super::state::State;
 use super::{ClaimOutcome, ClaimRecord, ImportSummary, RedeemRefusal, Redemption, StoreError};
 use crate::catalogue::{Catalogue, Offer, OfferKind, Text};
 use crate::engine::{Moment, Pick, ShopperView, daily_seed};
-use crate::event_data;
-use crate::events::{self, NewEvent};
+use crate::events::NewEvent;
 
 /// Offers whose copy (titles, descriptions) the writer keeps parsed.
 const OFFER_CACHE: usize = 256;
@@ -42,11 +45,32 @@ fn append(
     now: Now,
     event: NewEvent,
 ) -> Result<(), StoreError> {
-    let kind = event.kind;
-    let (id, json) = st.events.build(event, seq, now.ms, now.uptime_ms);
+    let kind = event.data.event_type().as_str();
+    let (id, json) = st.events.build(event, seq, now.ms);
+    let mut buf = [0u8; 36];
     conn.prepare_cached("INSERT INTO outbox (seq, id, type, json) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![seq, id, kind, json])?;
+        .execute(params![
+            seq,
+            &*id.as_hyphenated().encode_lower(&mut buf),
+            kind,
+            json
+        ])?;
     Ok(())
+}
+
+impl Now {
+    fn uptime(&self) -> u64 {
+        self.uptime_ms.max(0) as u64
+    }
+}
+
+/// Brands on screen as contract ids; at most as many as an event may carry.
+fn brand_ids(brands: impl IntoIterator<Item = String>) -> Result<Vec<Ident>, StoreError> {
+    brands
+        .into_iter()
+        .take(caidan_sync::contract::data::MAX_BRANDS)
+        .map(|b| Ident::new(b).map_err(StoreError::from))
+        .collect()
 }
 
 fn committed_events(st: &mut State, n: i64) {
@@ -56,12 +80,30 @@ fn committed_events(st: &mut State, n: i64) {
 
 const CLAIM_COLUMNS: &str = "code, offer_id, brand, kind, title_zh, title_en, desc_zh, desc_en, fallback, created_ms, expires_ms";
 
+/// A text column holding a contract value, checked as it is read.
+fn typed<T: std::str::FromStr>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<ClaimRecord> {
+    let kind: String = r.get(3)?;
     Ok(ClaimRecord {
-        claim_code: r.get(0)?,
-        offer_id: r.get(1)?,
-        brand: r.get(2)?,
-        kind: r.get(3)?,
+        claim_code: typed(r, 0)?,
+        offer_id: typed(r, 1)?,
+        brand: typed(r, 2)?,
+        kind: OfferKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("unknown offer kind {kind:?}").into(),
+            )
+        })?,
         title: Text {
             zh: r.get(4)?,
             en: r.get(5)?,
@@ -116,9 +158,10 @@ enum Seen {
 fn shopper_view(
     conn: &Connection,
     st: &State,
-    shopper: &str,
+    shopper: &ShopperHash,
     day: &str,
 ) -> Result<Seen, StoreError> {
+    let shopper = shopper.as_str();
     let mut claimed = HashMap::new();
     let mut previous: Option<(String, i64)> = None;
     let mut stmt =
@@ -160,7 +203,7 @@ pub fn claim(
     conn: &Connection,
     st: &mut State,
     now: Now,
-    shopper: &str,
+    shopper: &ShopperHash,
 ) -> Result<ClaimOutcome, StoreError> {
     let moment = now.moment(st);
     let day = moment.today().to_string();
@@ -174,6 +217,8 @@ pub fn claim(
         Seen::Before(view) => view,
     };
     let seed = daily_seed(&st.engine.touchpoint().device, shopper, moment.today());
+    let shopper_id = shopper;
+    let shopper = shopper.as_str();
     st.pool_for(&moment);
     let pick = st
         .engine
@@ -191,10 +236,13 @@ pub fn claim(
                 let json: String = conn
                     .prepare_cached("SELECT json FROM offers WHERE id = ?1")?
                     .query_row([&**id], |r| r.get(0))?;
-                let offer: Arc<Offer> = Arc::new(
-                    serde_json::from_str(&json)
-                        .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))?,
-                );
+                let offer: Arc<Offer> =
+                    Arc::new(serde_json::from_str(&json).map_err(|source| {
+                        StoreError::OfferUnreadable {
+                            id: id.to_string(),
+                            source,
+                        }
+                    })?);
                 // Claims gather on few offers; a small bounded cache spares most parses.
                 if st.offers.len() >= OFFER_CACHE {
                     st.offers.clear();
@@ -206,6 +254,8 @@ pub fn claim(
         None => Arc::new(builtin_story()),
     };
     let expires_ms = now.ms + i64::from(offer.claim_ttl_hours) * 3_600_000;
+    let offer_id = Ident::new(offer.id.as_str())?;
+    let brand = Ident::new(offer.brand.as_str())?;
     let mut code = crate::claim::new_code(&mut st.codes);
     let mut inserted = false;
     for _ in 0..8 {
@@ -215,7 +265,7 @@ pub fn claim(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (code) DO NOTHING",
             )?
             .execute(params![
-                code, shopper, day, offer.id, offer.brand, offer.kind.as_str(), offer.title.zh, offer.title.en,
+                code.as_str(), shopper, day, offer.id, offer.brand, offer.kind.as_str(), offer.title.zh, offer.title.en,
                 offer.description.zh, offer.description.en, fallback, now.ms, expires_ms
             ])?;
         if n == 1 {
@@ -225,9 +275,7 @@ pub fn claim(
         code = crate::claim::new_code(&mut st.codes);
     }
     if !inserted {
-        return Err(StoreError::Corrupt(
-            "could not find a free claim code".into(),
-        ));
+        return Err(StoreError::NoFreeClaimCode);
     }
     // Counters exist for quotas; an offer without any (content eggs, as a rule) skips them,
     // so a quota added later to an existing offer counts from then on.
@@ -250,9 +298,7 @@ pub fn claim(
                 )?
                 .execute([sku])?;
             if n != 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "stock of {sku} out of step with memory"
-                )));
+                return Err(StoreError::StockOutOfStep { sku: sku.clone() });
             }
             Some(sku.clone())
         }
@@ -260,9 +306,9 @@ pub fn claim(
     };
     let record = ClaimRecord {
         claim_code: code,
-        offer_id: offer.id.clone(),
-        brand: offer.brand.clone(),
-        kind: offer.kind.as_str().into(),
+        offer_id,
+        brand,
+        kind: offer.kind,
         title: offer.title.clone(),
         description: offer.description.clone(),
         fallback,
@@ -270,24 +316,25 @@ pub fn claim(
         expires_ms,
     };
     let event = NewEvent {
-        kind: events::CLAIM,
         subject: Some(record.offer_id.clone()),
         brand: Some(record.brand.clone()),
-        data: event_data! {
-            "shopper": shopper,
-            "offer": record.offer_id,
-            "brand": record.brand,
-            "kind": record.kind,
-            "claim_code": record.claim_code,
-            "fallback": fallback,
-            "expires_at": Timestamp::from_millisecond(expires_ms).map(|t| t.to_string()).unwrap_or_default(),
-            "local_hour": moment.hour(),
-        },
+        data: EventData::Claim(ClaimData {
+            shopper: shopper_id.clone(),
+            offer: record.offer_id.clone(),
+            brand: record.brand.clone(),
+            kind: record.kind,
+            claim_code: record.claim_code.clone(),
+            fallback,
+            expires_at: Timestamp::from_millisecond(expires_ms).unwrap_or(Timestamp::MAX),
+            local_hour: moment.hour().clamp(0, 23) as u8,
+            scene: st.events.source().scene,
+            uptime_ms: now.uptime(),
+        }),
     };
     append(conn, st, st.next_seq, now, event)?;
     // Every statement succeeded: now memory follows.
     if let Some(c) = counted {
-        st.book.set(&record.offer_id, c);
+        st.book.set(record.offer_id.as_str(), c);
     }
     if let Some(sku) = dispensed
         && let Some(q) = st.stock.get_mut(&sku)
@@ -302,13 +349,22 @@ pub fn claim(
 }
 
 /// Records that a shopper opened the egg page with a valid token.
-pub fn scan(conn: &Connection, st: &mut State, now: Now, shopper: &str) -> Result<(), StoreError> {
-    let brands = st.engine.brands_in_rotation(&now.moment(st));
+pub fn scan(
+    conn: &Connection,
+    st: &mut State,
+    now: Now,
+    shopper: &ShopperHash,
+) -> Result<(), StoreError> {
+    let brands = brand_ids(st.engine.brands_in_rotation(&now.moment(st)))?;
     let event = NewEvent {
-        kind: events::SCAN,
         subject: None,
         brand: None,
-        data: event_data! { "shopper": shopper, "brands": brands },
+        data: EventData::Scan(ScanData {
+            shopper: shopper.clone(),
+            brands,
+            scene: st.events.source().scene,
+            uptime_ms: now.uptime(),
+        }),
     };
     append(conn, st, st.next_seq, now, event)?;
     committed_events(st, 1);
@@ -324,14 +380,20 @@ pub fn impressions(
     count: u64,
 ) -> Result<(), StoreError> {
     let minute = Timestamp::from_millisecond(minute_ms).unwrap_or(Timestamp::UNIX_EPOCH);
-    let brands = st
-        .engine
-        .brands_in_rotation(&crate::engine::Moment::new(minute, &st.tz));
+    let brands = brand_ids(
+        st.engine
+            .brands_in_rotation(&crate::engine::Moment::new(minute, &st.tz)),
+    )?;
     let event = NewEvent {
-        kind: events::IMPRESSION,
         subject: None,
         brand: None,
-        data: event_data! { "minute": minute.to_string(), "count": count, "brands": brands },
+        data: EventData::Impression(ImpressionData {
+            minute,
+            count,
+            brands,
+            scene: st.events.source().scene,
+            uptime_ms: now.uptime(),
+        }),
     };
     append(conn, st, st.next_seq, now, event)?;
     committed_events(st, 1);
@@ -344,8 +406,10 @@ pub fn redeem(
     conn: &Connection,
     st: &mut State,
     now: Now,
-    code: &str,
+    code: &ClaimCode,
 ) -> Result<Result<Redemption, RedeemRefusal>, StoreError> {
+    let claim_code = code;
+    let code = code.as_str();
     let Some(claim) = conn
         .prepare_cached(&format!(
             "SELECT {CLAIM_COLUMNS} FROM claims WHERE code = ?1"
@@ -355,11 +419,11 @@ pub fn redeem(
     else {
         return Ok(Err(RedeemRefusal::UnknownCode));
     };
-    let shopper: String =
+    let shopper: ShopperHash =
         conn.query_row("SELECT shopper FROM claims WHERE code = ?1", [code], |r| {
-            r.get(0)
+            typed(r, 0)
         })?;
-    if claim.kind == OfferKind::Content.as_str() {
+    if !claim.kind.redeemable() {
         return Ok(Err(RedeemRefusal::NotRedeemable));
     }
     let redeemed: Option<i64> = conn
@@ -375,10 +439,18 @@ pub fn redeem(
     };
     if let Some(refusal) = refusal {
         let event = NewEvent {
-            kind: events::REJECTION,
             subject: Some(claim.offer_id.clone()),
             brand: Some(claim.brand.clone()),
-            data: event_data! { "reason": refusal.reason(), "offer": claim.offer_id, "brand": claim.brand, "claim_code": code },
+            data: EventData::Rejection(RejectionData {
+                reason: refusal
+                    .recorded()
+                    .expect("only recorded refusals reach here"),
+                offer: Some(claim.offer_id.clone()),
+                brand: Some(claim.brand.clone()),
+                claim_code: Some(claim_code.clone()),
+                scene: st.events.source().scene,
+                uptime_ms: now.uptime(),
+            }),
         };
         append(conn, st, st.next_seq, now, event)?;
         committed_events(st, 1);
@@ -387,10 +459,16 @@ pub fn redeem(
     conn.prepare_cached("INSERT INTO redemptions (claim_code, redeemed_ms) VALUES (?1, ?2)")?
         .execute(params![code, now.ms])?;
     let event = NewEvent {
-        kind: events::REDEMPTION,
         subject: Some(claim.offer_id.clone()),
         brand: Some(claim.brand.clone()),
-        data: event_data! { "shopper": shopper, "offer": claim.offer_id, "brand": claim.brand, "claim_code": code },
+        data: EventData::Redemption(RedemptionData {
+            shopper,
+            offer: claim.offer_id.clone(),
+            brand: claim.brand.clone(),
+            claim_code: claim_code.clone(),
+            scene: st.events.source().scene,
+            uptime_ms: now.uptime(),
+        }),
     };
     append(conn, st, st.next_seq, now, event)?;
     committed_events(st, 1);
@@ -406,7 +484,10 @@ pub fn import(conn: &Connection, cat: &Catalogue) -> Result<ImportSummary, Store
     {
         let mut ins = conn.prepare_cached("INSERT INTO offers (id, json) VALUES (?1, ?2)")?;
         for o in &cat.offers {
-            let json = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json = serde_json::to_string(o).map_err(|source| StoreError::OfferUnreadable {
+                id: o.id.clone(),
+                source,
+            })?;
             ins.execute(params![o.id, json])?;
         }
     }

@@ -62,11 +62,8 @@ impl Reader {
         f(&conn)
     }
 
-    pub fn epoch(&self) -> Result<String, StoreError> {
-        self.with(|c| {
-            schema::meta(c, "epoch")?
-                .ok_or_else(|| StoreError::Corrupt("meta.epoch missing".into()))
-        })
+    pub fn epoch(&self) -> Result<uuid::Uuid, StoreError> {
+        self.with(super::state::epoch)
     }
 
     /// Up to `max` outbox records after `after`, ascending.

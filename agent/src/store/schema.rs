@@ -87,9 +87,7 @@ pub fn open(path: &Path, access: Access, now_ms: i64) -> Result<Connection, Stor
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt(format!(
-                "journal_mode WAL refused, got {mode}"
-            )));
+            return Err(StoreError::JournalMode(mode));
         }
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Every command runs in its own savepoint, which journals the pages it touches;

@@ -10,6 +10,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rusqlite::{Connection, OptionalExtension};
 
+use caidan_sync::contract::Name;
+use uuid::Uuid;
+
 use super::StoreError;
 use super::schema;
 use crate::catalogue::Offer;
@@ -20,9 +23,15 @@ use crate::events::{EventBuilder, Source};
 /// Who the device is: fixed for the writer's life.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub fleet: String,
+    pub fleet: Name,
     pub touchpoint: Touchpoint,
     pub tz: TimeZone,
+}
+
+/// The store's epoch, as written when the store was created.
+pub fn epoch(conn: &Connection) -> Result<Uuid, StoreError> {
+    let text = schema::meta(conn, "epoch")?.ok_or(StoreError::MissingMeta("epoch"))?;
+    text.parse().map_err(|_| StoreError::BadEpoch(text))
 }
 
 pub(crate) struct State {
@@ -51,8 +60,7 @@ impl State {
     }
 
     pub fn load(conn: &Connection, id: &Identity) -> Result<Self, StoreError> {
-        let epoch = schema::meta(conn, "epoch")?
-            .ok_or_else(|| StoreError::Corrupt("meta.epoch missing".into()))?;
+        let epoch = epoch(conn)?;
         let catalogue_version = schema::meta(conn, "catalogue_version")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
@@ -66,7 +74,7 @@ impl State {
             .map_while(|row| {
                 let parsed = row.map_err(StoreError::from).and_then(|(id, json)| {
                     serde_json::from_str::<Offer>(&json)
-                        .map_err(|e| StoreError::Corrupt(format!("offer {id}: {e}")))
+                        .map_err(|source| StoreError::OfferUnreadable { id, source })
                 });
                 parsed.map_err(|e| failure = Some(e)).ok()
             });
@@ -111,7 +119,7 @@ impl State {
             fleet: id.fleet.clone(),
             device: id.touchpoint.device.clone(),
             epoch,
-            scene: id.touchpoint.scene.to_string(),
+            scene: id.touchpoint.scene,
         };
         Ok(State {
             engine,

@@ -15,7 +15,9 @@ use super::schema::{self, Access};
 use super::state::{Identity, State};
 use super::{ClaimOutcome, ImportSummary, RedeemRefusal, Redemption, StoreError};
 use crate::catalogue::Catalogue;
-use crate::clock::Clock;
+use caidan_sync::clock::Clock;
+use caidan_sync::contract::{ClaimCode, ShopperHash};
+use caidan_sync::uplink::ShopperSignal;
 
 /// Commands waiting for the writer before callers wait for room.
 const QUEUE: usize = 4096;
@@ -25,11 +27,11 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Command {
     Claim {
-        shopper: String,
+        shopper: ShopperHash,
         reply: Reply<ClaimOutcome>,
     },
     Scan {
-        shopper: String,
+        shopper: ShopperHash,
         reply: Reply<()>,
     },
     Impressions {
@@ -37,7 +39,7 @@ enum Command {
         count: u64,
     },
     Redeem {
-        code: String,
+        code: ClaimCode,
         reply: Reply<Result<Redemption, RedeemRefusal>>,
     },
     Import {
@@ -69,7 +71,7 @@ pub struct WriterHandle {
     depth: Arc<AtomicI64>,
     catalogue_version: Arc<AtomicI64>,
     storage: Arc<StorageGauge>,
-    shoppers: Arc<ShopperActivity>,
+    shoppers: Arc<ShopperSignal>,
 }
 
 /// The store's size against its budget, as the writer last measured it.
@@ -90,13 +92,6 @@ pub struct StorageStatus {
     pub fill: Fill,
     /// Per-minute impression counts not written because the store was full.
     pub impressions_dropped: u64,
-}
-
-/// When a shopper last asked for an egg, so background work can step aside.
-#[derive(Debug)]
-struct ShopperActivity {
-    base: std::time::Instant,
-    last_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Starts the writer thread for the store at `path`.
@@ -142,17 +137,14 @@ impl Writer {
         let join = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || worker.run(rx, max_batch.max(1)))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+            .map_err(StoreError::WriterThread)?;
         Ok((
             WriterHandle {
                 tx,
                 depth,
                 catalogue_version,
                 storage,
-                shoppers: Arc::new(ShopperActivity {
-                    base: std::time::Instant::now(),
-                    last_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
-                }),
+                shoppers: Arc::new(ShopperSignal::default()),
             },
             join,
         ))
@@ -178,13 +170,12 @@ impl WriterHandle {
     }
 
     /// Today's egg for a hashed shopper id, durable before it returns.
-    pub async fn claim(&self, shopper: String) -> Result<ClaimOutcome, StoreError> {
-        let since = self.shoppers.base.elapsed().as_millis() as u64;
-        self.shoppers.last_ms.store(since, Ordering::Relaxed);
+    pub async fn claim(&self, shopper: ShopperHash) -> Result<ClaimOutcome, StoreError> {
+        self.shoppers.mark();
         self.call(|reply| Command::Claim { shopper, reply }).await
     }
 
-    pub async fn scan(&self, shopper: String) -> Result<(), StoreError> {
+    pub async fn scan(&self, shopper: ShopperHash) -> Result<(), StoreError> {
         self.call(|reply| Command::Scan { shopper, reply }).await
     }
 
@@ -205,7 +196,7 @@ impl WriterHandle {
 
     pub async fn redeem(
         &self,
-        code: String,
+        code: ClaimCode,
     ) -> Result<Result<Redemption, RedeemRefusal>, StoreError> {
         self.call(|reply| Command::Redeem { code, reply }).await
     }
@@ -230,12 +221,9 @@ impl WriterHandle {
         self.call_blocking(|reply| Command::Trim { through, reply })
     }
 
-    /// Whether a shopper asked for an egg within `window`.
-    pub fn shoppers_active(&self, window: std::time::Duration) -> bool {
-        let last = self.shoppers.last_ms.load(Ordering::Relaxed);
-        last != u64::MAX
-            && (self.shoppers.base.elapsed().as_millis() as u64).saturating_sub(last)
-                < window.as_millis() as u64
+    /// Marked on every claim, so the uplink steps aside while shoppers are served.
+    pub fn shopper_signal(&self) -> Arc<ShopperSignal> {
+        self.shoppers.clone()
     }
 
     pub fn outbox_depth(&self) -> i64 {

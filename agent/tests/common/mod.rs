@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use caidan_agent::catalogue::CatalogueFile;
-use caidan_agent::clock::{Clock, ManualClock};
 use caidan_agent::config::AgentConfig;
 use caidan_agent::runtime::{self, RunOptions, Running};
 use caidan_agent::store::Reader;
 use caidan_agent::store::read::Table;
+use caidan_sync::clock::{Clock, ManualClock};
 use serde_json::{Value, json};
 
 /// 2026-11-23 10:00 in Shanghai (02:00 UTC).

@@ -8,16 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use caidan_agent::catalogue::Catalogue;
-use caidan_agent::clock::SystemClock;
 use caidan_agent::config::{AgentConfig, DEMO_CATALOGUE};
+use caidan_agent::outbox::{StoreOutbox, uplink_config};
 use caidan_agent::runtime;
 use caidan_agent::store::WriterHandle;
-use caidan_agent::uplink::{AgentOutbox, uplink_config};
-use caidan_cloud_sync::databank::brands::{Brands, DEMO_BRANDS};
-use caidan_cloud_sync::databank::{Databank, DatabankConfig, IngestConfig};
-use caidan_cloud_sync::transport::TlsFiles;
-use caidan_cloud_sync::uplink::{UplinkHandle, spawn_uplink};
-use caidan_cloud_sync::wire::Limits;
+use caidan_cloud::databank::auth::{Access, DEMO_BRANDS};
+use caidan_cloud::databank::{Databank, DatabankConfig, IngestConfig};
+use caidan_sync::clock::SystemClock;
+use caidan_sync::contract::{Limits, ShopperHash};
+use caidan_sync::tls::TlsFiles;
+use caidan_sync::uplink::{UplinkHandle, UplinkLinks, spawn_uplink};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::{Notify, watch};
 
@@ -104,7 +104,7 @@ impl Agent {
         }
         let wake = Arc::new(Notify::new());
         let (writer, thread) =
-            runtime::open_writer(&cfg, data, Arc::new(SystemClock::new()), wake.clone())?;
+            runtime::open_writer(&cfg, data, SystemClock::shared(), wake.clone())?;
         writer
             .import(Catalogue::from_json(DEMO_CATALOGUE, "demo catalogue")?)
             .await?;
@@ -143,7 +143,7 @@ impl Agent {
                     if i >= n {
                         return Ok::<_, BoxError>(());
                     }
-                    let shopper = format!("{:032x}", first + i as u64);
+                    let shopper = ShopperHash::new(format!("{:032x}", first + i as u64))?;
                     match fact {
                         Fact::Claim => {
                             let out = writer.claim(shopper).await?;
@@ -177,10 +177,17 @@ impl Agent {
 
     /// Starts the uplink exactly as `caidan-agent run --mqtt` does.
     pub fn start_uplink(&self, mqtt_url: &str) -> Result<Uplink> {
-        let outbox = AgentOutbox::open(&self.store_path(), self.writer.clone())?;
-        let ucfg = uplink_config(&self.cfg, mqtt_url, TlsFiles::default());
+        let outbox = StoreOutbox::open(&self.store_path(), self.writer.clone())?;
+        let ucfg = uplink_config(&self.cfg, mqtt_url.parse()?, TlsFiles::default());
         let (stop, stopped) = watch::channel(false);
-        let handle = spawn_uplink(ucfg, Arc::new(outbox), self.wake.clone(), stopped)?;
+        let links = UplinkLinks {
+            source: Arc::new(outbox),
+            wake: self.wake.clone(),
+            shoppers: self.writer.shopper_signal(),
+            shutdown: stopped,
+            clock: SystemClock::shared(),
+        };
+        let handle = spawn_uplink(ucfg, links)?;
         Ok(Uplink { handle, stop })
     }
 
@@ -210,7 +217,7 @@ pub fn start_broker(dir: &Path) -> caidan_e2e::Mosquitto {
     let extra = std::env::var("MOSQUITTO_EXTRA")
         .unwrap_or_default()
         .replace(';', "\n");
-    let broker = caidan_e2e::Mosquitto::start(dir, caidan_e2e::free_port(), &extra);
+    let broker = caidan_e2e::Mosquitto::start(dir, &format!("allow_anonymous true\n{extra}"));
     println!(
         "# mosquitto {} on port {}, config: persistence false{}",
         mosquitto_version(),
@@ -225,7 +232,7 @@ pub fn start_broker(dir: &Path) -> caidan_e2e::Mosquitto {
 }
 
 fn mosquitto_version() -> String {
-    std::process::Command::new("/usr/sbin/mosquitto")
+    std::process::Command::new(caidan_testkit::proc::require("mosquitto", "mosquitto"))
         .arg("-h")
         .output()
         .ok()
@@ -247,8 +254,8 @@ pub async fn start_databank(
 ) -> Result<Databank> {
     let cfg = DatabankConfig {
         ingest: IngestConfig {
-            host: "127.0.0.1".into(),
-            port,
+            broker: format!("mqtt://127.0.0.1:{port}").parse()?,
+            tls: TlsFiles::default(),
             client_id: client_id.into(),
             shared_group: group.map(str::to_owned),
             limits: Limits::default(),
@@ -256,7 +263,8 @@ pub async fn start_databank(
         },
         store_path: store,
         http_listen: ([127, 0, 0, 1], 0).into(),
-        brands: Brands::parse("demo brands", DEMO_BRANDS)?,
+        access: Access::parse("demo brands", DEMO_BRANDS)?,
+        clock: SystemClock::shared(),
     };
     Ok(Databank::start(cfg).await?)
 }
@@ -296,7 +304,7 @@ pub async fn wait_subscribed(port: u16, banks: &[&Databank]) -> Result<()> {
                 "caidan/v1/bench/d/probe/state",
                 QoS::AtLeastOnce,
                 true,
-                br#"{"online":true}"#.to_vec(),
+                br#"{"online":true,"profile":"bench"}"#.to_vec(),
             )
             .await?;
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,0 +1,212 @@
+//! `caidan-cloud`: the development broker, the data bank, or both in one process.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use caidan_cloud::broker;
+use caidan_cloud::databank::auth::{Access, DEMO_BRANDS};
+use caidan_cloud::databank::{Databank, DatabankConfig, IngestConfig, parse_store_url};
+use caidan_sync::broker_url::BrokerUrl;
+use caidan_sync::clock::SystemClock;
+use caidan_sync::contract::{DEFAULT_MAX_BATCH_BYTES, Limits};
+use caidan_sync::tls::TlsFiles;
+use clap::{Args, Parser, Subcommand};
+use sha2::{Digest, Sha256};
+
+#[derive(Parser)]
+#[command(
+    name = "caidan-cloud",
+    version,
+    about = "Caidan cloud side: development broker and data bank"
+)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded development MQTT broker.
+    Broker {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = broker::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Run the data bank against an MQTT broker.
+    Databank {
+        /// Broker URL: mqtt://[user[:password]@]HOST:PORT or mqtts://...; a password left out
+        /// of the URL is read from CAIDAN_MQTT_PASSWORD.
+        #[arg(long)]
+        mqtt: String,
+        /// CA certificate (PEM) the broker's certificate must chain to, for mqtts://.
+        #[arg(long)]
+        mqtt_ca: Option<PathBuf>,
+        /// Client certificate (PEM) for mutual TLS.
+        #[arg(long, requires = "mqtt_key")]
+        mqtt_cert: Option<PathBuf>,
+        /// Client private key (PEM) for mutual TLS.
+        #[arg(long, requires = "mqtt_cert")]
+        mqtt_key: Option<PathBuf>,
+        /// Store, sqlite:PATH.
+        #[arg(long)]
+        store: String,
+        /// Access file (TOML): each brand's and operator's API token hash.
+        #[arg(long)]
+        brands: PathBuf,
+        #[command(flatten)]
+        common: DatabankArgs,
+    },
+    /// Broker and data bank in one process, for development.
+    Dev {
+        /// MQTT listen address of the embedded broker.
+        #[arg(long, default_value = broker::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Store, sqlite:PATH.
+        #[arg(long, default_value = "sqlite:./caidan-cloud-data/databank.db")]
+        store: String,
+        /// Brands file; the embedded demo brands when omitted.
+        #[arg(long)]
+        brands: Option<PathBuf>,
+        #[command(flatten)]
+        common: DatabankArgs,
+    },
+}
+
+#[derive(Args)]
+struct DatabankArgs {
+    /// HTTP listen address of the funnel API and dashboard.
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    http: SocketAddr,
+    /// MQTT client id, stable per ingester (default derived from the store path).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Shared-subscription group; "none" subscribes without $share.
+    #[arg(long, default_value = "databank")]
+    share_group: String,
+    /// Largest accepted batch payload in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BATCH_BYTES)]
+    max_batch_bytes: usize,
+    /// Test hook: abort once this many batches are committed, before acknowledging.
+    #[arg(long, hide = true)]
+    crash_after_commits: Option<u64>,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttd::server::broker=off")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn databank_config(
+    broker: BrokerUrl,
+    tls: TlsFiles,
+    store: &str,
+    access: Access,
+    args: DatabankArgs,
+    shared: bool,
+) -> anyhow::Result<DatabankConfig> {
+    let store_path = parse_store_url(store)?;
+    let client_id = args.client_id.unwrap_or_else(|| {
+        let abs = std::path::absolute(&store_path).unwrap_or_else(|_| store_path.clone());
+        let digest = Sha256::digest(abs.to_string_lossy().as_bytes());
+        format!("caidan-databank-{}", &hex::encode(digest)[..12])
+    });
+    let group = (shared && args.share_group != "none").then_some(args.share_group);
+    Ok(DatabankConfig {
+        ingest: IngestConfig {
+            broker,
+            tls,
+            client_id,
+            shared_group: group,
+            limits: Limits {
+                max_batch_bytes: args.max_batch_bytes,
+            },
+            crash_after_commits: args.crash_after_commits,
+        },
+        store_path,
+        http_listen: args.http,
+        access,
+        clock: SystemClock::shared(),
+    })
+}
+
+async fn run_until_signal(databank: Databank) {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+    databank.shutdown().await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Broker { listen } => {
+            let b = broker::start(listen).context("starting the development broker")?;
+            println!("broker listening on {}", b.local_addr());
+            println!(
+                "data banks on this broker: use --share-group none (rumqttd shared groups panic on reconnect)"
+            );
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        Command::Databank {
+            mqtt,
+            mqtt_ca,
+            mqtt_cert,
+            mqtt_key,
+            store,
+            brands,
+            common,
+        } => {
+            let broker = BrokerUrl::parse_env(&mqtt)?;
+            let tls = TlsFiles {
+                ca: mqtt_ca,
+                client_cert: mqtt_cert,
+                client_key: mqtt_key,
+            };
+            let access = Access::load(&brands)?;
+            let cfg = databank_config(broker, tls, &store, access, common, true)?;
+            let databank = Databank::start(cfg).await?;
+            println!("data bank http on {}", databank.http_addr());
+            run_until_signal(databank).await;
+        }
+        Command::Dev {
+            listen,
+            store,
+            brands,
+            common,
+        } => {
+            let b = broker::start(listen).context("starting the development broker")?;
+            println!("broker listening on {}", b.local_addr());
+            let access = match brands {
+                Some(path) => Access::load(&path)?,
+                None => Access::parse("embedded demo brands", DEMO_BRANDS)?,
+            };
+            let addr = b.local_addr();
+            let broker: BrokerUrl = format!("mqtt://{addr}").parse()?;
+            // The in-process broker gets a plain subscription: one ingester needs no
+            // sharing, and rumqttd's shared groups are the less-tested path across
+            // persistent-session reconnects.
+            let cfg = databank_config(broker, TlsFiles::default(), &store, access, common, false)?;
+            let databank = Databank::start(cfg).await?;
+            println!("data bank http on {}", databank.http_addr());
+            println!(
+                "dashboard: http://{}/brands/lumi-cola/dashboard (sign in with demo-token-lumi)",
+                databank.http_addr()
+            );
+            run_until_signal(databank).await;
+        }
+    }
+    Ok(())
+}

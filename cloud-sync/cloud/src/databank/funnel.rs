@@ -1,0 +1,234 @@
+//! The AIPL funnel of one brand: pure aggregation over stored event facts, plus the query
+//! that reads those facts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use caidan_sync::contract::{EventType, Stage};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+/// Funnel row grouping (`by=` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    #[default]
+    Touchpoint,
+    Scene,
+    Offer,
+    /// UTC hour the event happened in, `YYYY-MM-DDTHH:00Z`.
+    Hour,
+}
+
+/// The columns of one stored event the funnel needs.
+#[derive(Debug, Clone, Default)]
+pub struct Fact {
+    pub ty: Option<EventType>,
+    pub device: String,
+    pub scene: Option<String>,
+    pub offer: Option<String>,
+    pub time_ms: i64,
+    pub brand: Option<String>,
+    pub brands: Vec<String>,
+    pub shopper: Option<String>,
+    pub count: Option<i64>,
+}
+
+/// One funnel row (or the totals).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunnelRow {
+    pub key: String,
+    pub awareness: u64,
+    pub interest: u64,
+    pub purchase: u64,
+    /// Distinct shoppers with at least two purchases of the brand within this row.
+    pub loyalty: u64,
+}
+
+/// The API answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Funnel {
+    pub brand: String,
+    pub from: String,
+    pub to: String,
+    pub by: GroupBy,
+    pub rows: Vec<FunnelRow>,
+    pub totals: FunnelRow,
+}
+
+#[derive(Default)]
+struct Acc {
+    row: FunnelRow,
+    purchases: HashMap<String, u32>,
+}
+
+impl Acc {
+    fn add(&mut self, stage: Stage, amount: u64, shopper: Option<&str>) {
+        match stage {
+            Stage::Awareness => self.row.awareness += amount,
+            Stage::Interest => self.row.interest += amount,
+            Stage::Purchase => {
+                self.row.purchase += amount;
+                if let Some(s) = shopper {
+                    *self.purchases.entry(s.to_owned()).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, key: String) -> FunnelRow {
+        self.row.key = key;
+        self.row.loyalty = self.purchases.values().filter(|n| **n >= 2).count() as u64;
+        self.row
+    }
+}
+
+/// Which stage `fact` counts toward for `brand`, and by how much: a claim or redemption
+/// counts for its offer's brand, an impression or scan for every brand on screen.
+fn classify(brand: &str, f: &Fact) -> Option<(Stage, u64)> {
+    let ty = f.ty?;
+    let stage = ty.stage()?;
+    let ours = if ty.is_about_one_brand() {
+        f.brand.as_deref() == Some(brand)
+    } else {
+        f.brands.iter().any(|b| b == brand)
+    };
+    let amount = match stage {
+        Stage::Awareness => f.count.unwrap_or(1).max(0) as u64,
+        _ => 1,
+    };
+    ours.then_some((stage, amount))
+}
+
+/// The stored `type` values the funnel reads, as an SQL list.
+fn funnel_types_sql() -> String {
+    let quoted: Vec<String> = EventType::ALL
+        .into_iter()
+        .filter(|t| t.stage().is_some())
+        .map(|t| format!("'{}'", t.as_str()))
+        .collect();
+    quoted.join(", ")
+}
+
+fn key_of(by: GroupBy, f: &Fact) -> String {
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+    match by {
+        GroupBy::Touchpoint => f.device.clone(),
+        GroupBy::Scene => or_none(&f.scene),
+        GroupBy::Offer => or_none(&f.offer),
+        GroupBy::Hour => jiff::Timestamp::from_millisecond(f.time_ms)
+            .map(|t| t.strftime("%Y-%m-%dT%H:00Z").to_string())
+            .unwrap_or_else(|_| "(invalid)".into()),
+    }
+}
+
+/// Aggregates `facts` into rows (sorted by key) and totals for `brand`.
+pub fn aggregate(
+    brand: &str,
+    by: GroupBy,
+    facts: impl IntoIterator<Item = Fact>,
+) -> (Vec<FunnelRow>, FunnelRow) {
+    let mut rows: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut total = Acc::default();
+    for f in facts {
+        let Some((stage, amount)) = classify(brand, &f) else {
+            continue;
+        };
+        let shopper = f.shopper.as_deref();
+        rows.entry(key_of(by, &f))
+            .or_default()
+            .add(stage, amount, shopper);
+        total.add(stage, amount, shopper);
+    }
+    let rows = rows.into_iter().map(|(k, acc)| acc.finish(k)).collect();
+    (rows, total.finish("total".into()))
+}
+
+/// Reads the facts of `brand` with `from_ms <= time < to_ms`.
+pub fn load_facts(
+    conn: &Connection,
+    brand: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> rusqlite::Result<Vec<Fact>> {
+    let quoted = serde_json::Value::from(brand).to_string();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT type, device, scene, offer, time_ms, brand, brands, shopper, count FROM events
+         WHERE time_ms >= ?1 AND time_ms < ?2
+           AND type IN ({})
+           AND (brand = ?3 OR instr(brands, ?4) > 0)",
+        funnel_types_sql()
+    ))?;
+    let rows = stmt.query_map(params![from_ms, to_ms, brand, quoted], |r| {
+        let brands: Option<String> = r.get(6)?;
+        let ty: String = r.get(0)?;
+        Ok(Fact {
+            ty: EventType::parse(&ty),
+            device: r.get(1)?,
+            scene: r.get(2)?,
+            offer: r.get(3)?,
+            time_ms: r.get(4)?,
+            brand: r.get(5)?,
+            brands: brands
+                .and_then(|b| serde_json::from_str(&b).ok())
+                .unwrap_or_default(),
+            shopper: r.get(7)?,
+            count: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(ty: &str, device: &str, brand: Option<&str>, brands: &[&str], shopper: &str) -> Fact {
+        Fact {
+            ty: EventType::parse(&format!("com.caidan.{ty}")),
+            device: device.into(),
+            scene: Some("cinema".into()),
+            offer: brand.map(|b| format!("{b}-offer")),
+            time_ms: 1_740_823_200_000 + 90 * 60_000,
+            brand: brand.map(str::to_owned),
+            brands: brands.iter().map(|b| b.to_string()).collect(),
+            shopper: Some(shopper.into()),
+            count: Some(7),
+        }
+    }
+
+    #[test]
+    fn counts_each_stage_for_the_brand_only() {
+        let facts = vec![
+            fact("impression", "d1", None, &["acme", "bolt"], ""),
+            fact("impression", "d2", None, &["bolt"], ""),
+            fact("scan", "d1", None, &["acme"], "s1"),
+            fact("claim", "d1", Some("acme"), &[], "s1"),
+            fact("claim", "d1", Some("bolt"), &[], "s1"),
+            fact("redemption", "d1", Some("acme"), &[], "s1"),
+            fact("redemption", "d2", Some("acme"), &[], "s1"),
+            fact("redemption", "d2", Some("acme"), &[], "s2"),
+            fact("rejection", "d2", Some("acme"), &[], "s2"),
+        ];
+        let (rows, totals) = aggregate("acme", GroupBy::Touchpoint, facts.clone());
+        assert_eq!(
+            totals,
+            FunnelRow {
+                key: "total".into(),
+                awareness: 7,
+                interest: 2,
+                purchase: 3,
+                loyalty: 1
+            }
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].key, "d1");
+        assert_eq!((rows[0].purchase, rows[0].loyalty), (1, 0));
+        assert_eq!((rows[1].purchase, rows[1].loyalty), (2, 0));
+
+        let (rows, _) = aggregate("acme", GroupBy::Hour, facts.clone());
+        assert_eq!(rows[0].key, "2025-03-01T11:00Z");
+        let (rows, _) = aggregate("acme", GroupBy::Offer, facts);
+        assert_eq!(rows[0].key, "(none)");
+        assert_eq!(rows[1].key, "acme-offer");
+    }
+}

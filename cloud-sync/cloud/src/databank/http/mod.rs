@@ -1,0 +1,365 @@
+//! The data bank's HTTP API: each brand's funnel and dashboard, the fleet's devices, health
+//! and metrics.
+//!
+//! Brand endpoints take the brand's token as `Authorization: Bearer` or, for the dashboard,
+//! the HttpOnly cookie its sign-in form sets; fleet-wide endpoints (`/api/v1/devices`,
+//! `/metrics`) take an operator token. No token ever travels in a URL.
+
+pub mod dashboard;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use caidan_sync::clock::Clock;
+use caidan_sync::credentials::bearer;
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Access, AuthError};
+use super::funnel::{self, Funnel, GroupBy};
+use super::metrics::Metrics;
+use super::store::open_connection;
+
+/// Cookie holding a brand's token after it signed in to its dashboard.
+const BRAND_COOKIE: &str = "caidan_brand";
+/// How long a dashboard sign-in lasts.
+const SESSION_SECS: i64 = 12 * 3600;
+
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect x=\"1\" y=\"9\" width=\"3\" height=\"6\" fill=\"#f4a261\"/>\
+<rect x=\"6\" y=\"5\" width=\"3\" height=\"10\" fill=\"#e76f51\"/>\
+<rect x=\"11\" y=\"1\" width=\"3\" height=\"14\" fill=\"#2a9d8f\"/></svg>";
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub access: Arc<Access>,
+    pub metrics: Arc<Metrics>,
+    pub store_path: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    reader: Arc<Mutex<Option<Connection>>>,
+}
+
+impl ApiState {
+    /// State reading the store at `store_path` through its own read-only connection.
+    pub fn new(
+        access: Arc<Access>,
+        metrics: Arc<Metrics>,
+        store_path: PathBuf,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        ApiState {
+            access,
+            metrics,
+            store_path,
+            clock,
+            reader: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Runs `f` on the reader connection in a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let reader = self.reader.clone();
+        let path = self.store_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                *guard = Some(
+                    open_connection(&path, false).map_err(|e| ApiError::Store(e.to_string()))?,
+                );
+            }
+            let conn = guard
+                .as_ref()
+                .ok_or(ApiError::Store("no connection".into()))?;
+            f(conn).map_err(|e| ApiError::Store(e.to_string()))
+        })
+        .await
+        .map_err(|e| ApiError::Store(e.to_string()))?
+    }
+
+    fn operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.access.authorize_operator(auth_header(headers))?;
+        Ok(())
+    }
+}
+
+/// An API failure, answered as JSON `{"error": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(_) => StatusCode::FORBIDDEN,
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut resp = (status, Json(json!({"error": self.to_string()}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
+        }
+        resp
+    }
+}
+
+/// The API routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/brands/{brand}/funnel", get(funnel_api))
+        .route("/api/v1/devices", get(devices))
+        .route("/brands/{brand}/dashboard", get(dashboard_page))
+        .route("/brands/{brand}/login", get(login_page).post(login))
+        .route("/brands/{brand}/logout", post(logout))
+        .with_state(state)
+}
+
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
+    )
+}
+
+fn auth_header(headers: &HeaderMap) -> Option<&str> {
+    bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    s.operator(&headers)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response())
+}
+
+/// `from`, `to` (RFC 3339) and `by` of a funnel request. A `token` parameter is refused:
+/// tokens never travel in URLs.
+#[derive(Debug, Deserialize)]
+pub struct FunnelQuery {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    by: GroupBy,
+    token: Option<String>,
+}
+
+impl FunnelQuery {
+    fn refuse_token(&self) -> Result<(), ApiError> {
+        match self.token {
+            Some(_) => Err(ApiError::BadQuery(
+                "tokens are never taken from the URL; use Authorization: Bearer or sign in".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn load_funnel(s: &ApiState, brand: String, q: &FunnelQuery) -> Result<Funnel, ApiError> {
+    let parse = |v: &Option<String>, name: &str| -> Result<Option<jiff::Timestamp>, ApiError> {
+        v.as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse::<jiff::Timestamp>())
+            .transpose()
+            .map_err(|e| ApiError::BadQuery(format!("{name}: {e}")))
+    };
+    let now = jiff::Timestamp::from_millisecond(s.clock.now_ms())
+        .map_err(|e| ApiError::BadQuery(e.to_string()))?;
+    let to = parse(&q.to, "to")?.unwrap_or(now);
+    let from = match parse(&q.from, "from")? {
+        Some(f) => f,
+        None => to
+            .checked_sub(jiff::SignedDuration::from_hours(24 * 7))
+            .map_err(|e| ApiError::BadQuery(e.to_string()))?,
+    };
+    if from > to {
+        return Err(ApiError::BadQuery("from is after to".into()));
+    }
+    let by = q.by;
+    let b = brand.clone();
+    let facts = s
+        .read(move |c| funnel::load_facts(c, &b, from.as_millisecond(), to.as_millisecond()))
+        .await?;
+    let (rows, totals) = funnel::aggregate(&brand, by, facts);
+    Ok(Funnel {
+        brand,
+        from: from.to_string(),
+        to: to.to_string(),
+        by,
+        rows,
+        totals,
+    })
+}
+
+async fn funnel_api(
+    State(s): State<ApiState>,
+    Path(brand): Path<String>,
+    Query(q): Query<FunnelQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Funnel>, ApiError> {
+    q.refuse_token()?;
+    s.access.authorize_brand(auth_header(&headers), &brand)?;
+    Ok(Json(load_funnel(&s, brand, &q).await?))
+}
+
+/// The sign-in page with a status and an optional message.
+fn login_answer(status: StatusCode, brand: &str, message: Option<&str>) -> Response {
+    (status, Html(dashboard::login(brand, message))).into_response()
+}
+
+async fn dashboard_page(
+    State(s): State<ApiState>,
+    Path(brand): Path<String>,
+    Query(q): Query<FunnelQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    if let Err(e) = q.refuse_token() {
+        return e.into_response();
+    }
+    let token = auth_header(&headers).or_else(|| jar.get(BRAND_COOKIE).map(Cookie::value));
+    match s.access.authorize_brand(token, &brand) {
+        Ok(()) => {}
+        Err(AuthError::Unauthorized) => {
+            let msg = token.map(|_| "Unknown token.");
+            return login_answer(StatusCode::UNAUTHORIZED, &brand, msg);
+        }
+        Err(_) => {
+            let msg = "This token belongs to another brand.";
+            return login_answer(StatusCode::FORBIDDEN, &brand, Some(msg));
+        }
+    }
+    match load_funnel(&s, brand, &q).await {
+        Ok(f) => Html(dashboard::render(&f)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn login_page(Path(brand): Path<String>) -> Response {
+    login_answer(StatusCode::OK, &brand, None)
+}
+
+/// The sign-in form's body.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// `POST /brands/{brand}/login`: checks the token once and keeps it in an HttpOnly,
+/// SameSite=Strict cookie scoped to this brand's pages, then redirects to the dashboard.
+async fn login(
+    State(s): State<ApiState>,
+    Path(brand): Path<String>,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match s.access.authorize_brand(Some(form.token.trim()), &brand) {
+        Ok(()) => {
+            let cookie = Cookie::build((BRAND_COOKIE, form.token.trim().to_owned()))
+                .path(format!("/brands/{brand}/"))
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .max_age(cookie::time::Duration::seconds(SESSION_SECS))
+                .build();
+            let to = format!("/brands/{brand}/dashboard");
+            (jar.add(cookie), Redirect::to(&to)).into_response()
+        }
+        Err(AuthError::Unauthorized) => {
+            login_answer(StatusCode::UNAUTHORIZED, &brand, Some("Unknown token."))
+        }
+        Err(_) => login_answer(
+            StatusCode::FORBIDDEN,
+            &brand,
+            Some("This token belongs to another brand."),
+        ),
+    }
+}
+
+async fn logout(Path(brand): Path<String>, jar: CookieJar) -> Response {
+    let gone = Cookie::build((BRAND_COOKIE, "")).path(format!("/brands/{brand}/"));
+    let to = format!("/brands/{brand}/login");
+    (jar.remove(gone), Redirect::to(&to)).into_response()
+}
+
+async fn devices(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.operator(&headers)?;
+    let rows = s
+        .read(|c| {
+            let mut devices: Vec<serde_json::Value> = Vec::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT fleet, device, online, state, stock, updated_ms FROM devices ORDER BY fleet, device",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let state: String = r.get(3)?;
+                let stock: Option<String> = r.get(4)?;
+                devices.push(json!({
+                    "fleet": r.get::<_, String>(0)?,
+                    "device": r.get::<_, String>(1)?,
+                    "online": r.get::<_, Option<bool>>(2)?,
+                    "state": serde_json::from_str::<serde_json::Value>(&state).unwrap_or_default(),
+                    "stock": stock.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
+                    "updated_ms": r.get::<_, i64>(5)?,
+                    "epochs": [],
+                }));
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT fleet, device, epoch, contiguous, updated_ms FROM seq_progress ORDER BY updated_ms",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let (fleet, device): (String, String) = (r.get(0)?, r.get(1)?);
+                let epoch = json!({"epoch": r.get::<_, String>(2)?, "seq": r.get::<_, i64>(3)?});
+                let pos = devices.iter().position(|d| d["fleet"] == fleet && d["device"] == device);
+                let entry = match pos {
+                    Some(i) => &mut devices[i],
+                    None => {
+                        devices.push(json!({"fleet": fleet, "device": device, "online": null, "epochs": []}));
+                        devices.last_mut().expect("just pushed")
+                    }
+                };
+                if let Some(list) = entry["epochs"].as_array_mut() {
+                    list.push(epoch);
+                }
+            }
+            Ok(devices)
+        })
+        .await?;
+    Ok(Json(json!({ "devices": rows })))
+}

@@ -1,0 +1,247 @@
+//! The MQTT side of the data bank: subscribes to event batches and device state, hands
+//! valid work to the writer, and after each commit publishes the acknowledgement and only
+//! then PUBACKs the message (manual acks), so a crash before the commit means redelivery.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use caidan_sync::backoff::{backoff, random_seed};
+use caidan_sync::broker_url::{BrokerUrl, BrokerUrlError};
+use caidan_sync::contract::{self, Limits, Name, StateMessage};
+use caidan_sync::tls::TlsFiles;
+use caidan_sync::topics;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use super::metrics::Metrics;
+use super::store::Work;
+use super::writer::{Done, WriterHandle};
+
+/// Filter of every device's event batches.
+pub const EVENTS_FILTER: &str = "caidan/v1/+/d/+/events";
+/// Filter of every device's retained state.
+pub const STATE_FILTER: &str = "caidan/v1/+/d/+/state";
+
+/// First reconnect delay after the broker connection is lost; doubles up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How the ingester connects and subscribes.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `mqtt://` or `mqtts://`, with credentials (see [`caidan_sync::broker_url`]).
+    pub broker: BrokerUrl,
+    /// TLS files; override those named in the URL.
+    pub tls: TlsFiles,
+    /// Stable per ingester, so the broker keeps its session across restarts.
+    pub client_id: String,
+    /// Shared-subscription group (`$share/{group}/...`); `None` subscribes plainly.
+    pub shared_group: Option<String>,
+    pub limits: Limits,
+    /// Crash (abort) once this many batches are committed, before acknowledging: a test hook
+    /// standing in for `kill -9` between store and ack.
+    pub crash_after_commits: Option<u64>,
+}
+
+impl IngestConfig {
+    /// The events subscription filter, shared or plain.
+    pub fn events_filter(&self) -> String {
+        match &self.shared_group {
+            Some(g) => format!("$share/{g}/{EVENTS_FILTER}"),
+            None => EVENTS_FILTER.to_owned(),
+        }
+    }
+
+    /// Connection options; fails on bad TLS files.
+    pub fn mqtt_options(&self) -> Result<MqttOptions, BrokerUrlError> {
+        let mut o = self.broker.mqtt_options(&self.client_id, &self.tls)?;
+        o.set_clean_session(false)
+            .set_manual_acks(true)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_inflight(1000)
+            // Far above the batch limit: an oversized batch must reach validation (and be
+            // PUBACKed and dropped), not break the connection and come back forever.
+            .set_max_packet_size((self.limits.max_batch_bytes * 4).max(16 << 20), 64 * 1024);
+        Ok(o)
+    }
+}
+
+/// Runs the ingester until `shutdown` turns true. Messages still in flight then are not
+/// PUBACKed; the broker redelivers them to the next session and the store dedups them.
+pub async fn run(
+    cfg: IngestConfig,
+    opts: MqttOptions,
+    writer: WriterHandle<Publish>,
+    done: mpsc::UnboundedReceiver<Done<Publish>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    // Acks go out one small message at a time: do not let Nagle's algorithm hold them.
+    eventloop.network_options.set_tcp_nodelay(true);
+    let acker = tokio::spawn(acknowledge(
+        client.clone(),
+        done,
+        metrics.clone(),
+        cfg.crash_after_commits,
+    ));
+    let seed = random_seed(&cfg.client_id);
+    let mut failures = 0u32;
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(c))) => {
+                failures = 0;
+                tracing::info!(client_id = %cfg.client_id, session_present = c.session_present, "connected to broker");
+                let filters = [
+                    (cfg.events_filter(), QoS::AtLeastOnce),
+                    (STATE_FILTER.to_owned(), QoS::AtLeastOnce),
+                ];
+                let subs = filters
+                    .into_iter()
+                    .map(|(path, qos)| rumqttc::SubscribeFilter::new(path, qos));
+                if let Err(e) = client.try_subscribe_many(subs) {
+                    tracing::error!(error = %e, "subscribe request failed");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if !handle_publish(&cfg, &client, &writer, &metrics, p).await {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let delay = backoff(failures, INITIAL_BACKOFF, MAX_BACKOFF, seed);
+                tracing::warn!(error = %e, attempt = failures, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    }
+    drop(writer);
+    // Flush the acknowledgements of what was committed, briefly, then leave.
+    let mut acker = acker;
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            tokio::select! {
+                _ = &mut acker => break,
+                r = eventloop.poll() => if r.is_err() { break },
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+}
+
+/// Validates one incoming publish and queues it for storage, or drops it (PUBACKed, never
+/// acknowledged). Returns `false` when the writer is gone.
+async fn handle_publish(
+    cfg: &IngestConfig,
+    client: &AsyncClient,
+    writer: &WriterHandle<Publish>,
+    metrics: &Metrics,
+    p: Publish,
+) -> bool {
+    let topic = p.topic.clone();
+    let Some((fleet, device, leaf)) = topics::parse_device_topic(&topic) else {
+        tracing::warn!(topic = %contract::ids::shown(&topic), "message on an unexpected topic, dropped");
+        let _ = client.try_ack(&p);
+        return true;
+    };
+    let work = match leaf {
+        "events" => match contract::parse_batch(fleet, device, &p.payload, cfg.limits) {
+            Ok(events) => Work::Batch(events),
+            Err(e) => {
+                tracing::warn!(reason = e.reason(), error = %e, "batch rejected");
+                metrics.reject(e.reason());
+                let _ = client.try_ack(&p);
+                return true;
+            }
+        },
+        "state" => match (Name::new(fleet), Name::new(device)) {
+            // An empty retained message clears the retained state: nothing to store.
+            _ if p.payload.is_empty() => {
+                let _ = client.try_ack(&p);
+                return true;
+            }
+            (Ok(fleet), Ok(device)) => match StateMessage::parse(&p.payload) {
+                Ok(state) => Work::State {
+                    fleet,
+                    device,
+                    state,
+                },
+                Err(e) => {
+                    tracing::warn!(%fleet, %device, error = %e, "state message dropped");
+                    metrics.reject("garbled_state");
+                    let _ = client.try_ack(&p);
+                    return true;
+                }
+            },
+            _ => {
+                tracing::warn!(topic = %contract::ids::shown(&topic), "state on a topic with a bad name, dropped");
+                metrics.reject("garbled_state");
+                let _ = client.try_ack(&p);
+                return true;
+            }
+        },
+        _ => {
+            let _ = client.try_ack(&p);
+            return true;
+        }
+    };
+    writer.submit(work, p).await
+}
+
+/// After each commit: publish the acknowledgements, then PUBACK the stored message.
+async fn acknowledge(
+    client: AsyncClient,
+    mut done: mpsc::UnboundedReceiver<Done<Publish>>,
+    metrics: Arc<Metrics>,
+    crash_after_commits: Option<u64>,
+) {
+    while let Some((result, publish)) = done.recv().await {
+        match result {
+            Ok(outcome) => {
+                if crash_after_commits.is_some_and(|n| metrics.batches_stored.load(Relaxed) >= n) {
+                    tracing::error!("crash hook: aborting between store and acknowledgement");
+                    std::process::abort();
+                }
+                for (fleet, device, ack) in outcome.acks {
+                    let payload = ack.to_json();
+                    tracing::debug!(%fleet, %device, epoch = %ack.epoch, seq = ack.seq, "ack");
+                    if client
+                        .publish(
+                            topics::ack(&fleet, &device),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    metrics.acks_published.fetch_add(1, Relaxed);
+                }
+                if client.ack(&publish).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Not PUBACKed: the broker redelivers it on the next session.
+                tracing::error!(error = %e, "batch not stored; left unacknowledged");
+            }
+        }
+    }
+}

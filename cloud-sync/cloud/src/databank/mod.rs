@@ -1,0 +1,174 @@
+//! The data bank: ingests event batches from MQTT into SQLite exactly once, acknowledges
+//! them per device and epoch, and serves each brand its AIPL funnel over HTTP.
+
+pub mod auth;
+mod checkpoint;
+pub mod funnel;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod seqs;
+pub mod store;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use auth::Access;
+use caidan_sync::broker_url::BrokerUrlError;
+use caidan_sync::clock::Clock;
+pub use ingest::IngestConfig;
+use metrics::Metrics;
+use store::{Store, StoreError};
+
+/// Why the data bank did not start.
+#[derive(Debug, Error)]
+pub enum DatabankError {
+    #[error("store {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("bad URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: &'static str },
+    #[error(transparent)]
+    Broker(#[from] BrokerUrlError),
+}
+
+/// Everything a data bank needs to run.
+#[derive(Clone)]
+pub struct DatabankConfig {
+    pub ingest: IngestConfig,
+    pub store_path: PathBuf,
+    pub http_listen: SocketAddr,
+    pub access: Access,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Turns `sqlite:PATH` into the path.
+pub fn parse_store_url(url: &str) -> Result<PathBuf, DatabankError> {
+    url.strip_prefix("sqlite:")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| DatabankError::BadUrl {
+            url: url.to_owned(),
+            reason: "expected sqlite:PATH",
+        })
+}
+
+/// A running data bank.
+pub struct Databank {
+    http_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    ingest: JoinHandle<()>,
+    http: JoinHandle<()>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Databank {
+    /// Opens the store, binds HTTP and starts ingesting. Must run inside a tokio runtime.
+    pub async fn start(cfg: DatabankConfig) -> Result<Databank, DatabankError> {
+        let store_err = |source| DatabankError::Store {
+            path: cfg.store_path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = cfg
+            .store_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| store_err(StoreError::Io(e)))?;
+        }
+        // Bad TLS files fail here, before anything is opened.
+        let opts = cfg.ingest.mqtt_options()?;
+        let store = Store::open(&cfg.store_path, cfg.clock.clone()).map_err(store_err)?;
+        let metrics = Arc::new(Metrics::default());
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (writer, writer_thread) =
+            writer::spawn(store, metrics.clone(), 4096, done_tx).map_err(DatabankError::Thread)?;
+
+        let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+            .await
+            .map_err(|source| DatabankError::HttpBind {
+                addr: cfg.http_listen,
+                source,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| DatabankError::HttpBind {
+                addr: cfg.http_listen,
+                source,
+            })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let api = http::router(http::ApiState::new(
+            Arc::new(cfg.access),
+            metrics.clone(),
+            cfg.store_path.clone(),
+            cfg.clock.clone(),
+        ));
+        let mut http_shutdown = shutdown_rx.clone();
+        let http = tokio::spawn(async move {
+            let stop = async move {
+                let _ = http_shutdown.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, api)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%http_addr, store = %cfg.store_path.display(), broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), "data bank started");
+        let ingest = tokio::spawn(ingest::run(
+            cfg.ingest,
+            opts,
+            writer,
+            done_rx,
+            metrics.clone(),
+            shutdown_rx,
+        ));
+        Ok(Databank {
+            http_addr,
+            metrics,
+            shutdown,
+            ingest,
+            http,
+            writer: Some(writer_thread),
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Live counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the ingest loop is still running.
+    pub fn is_running(&self) -> bool {
+        !self.ingest.is_finished()
+    }
+
+    /// Stops ingesting and serving; committed work is flushed and acknowledged first.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.ingest).await;
+        let _ = (&mut self.http).await;
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The data bank's SQLite store: events keyed by id, sequence progress per device and
+//! epoch, and device state. One [`Store`] is owned by each ingester's writer thread.
+//!
+//! Several ingesters may share one store file (one MQTT share group, batches of one device
+//! spread over them). Each transaction therefore starts with `BEGIN IMMEDIATE` (writers queue
+//! on the write lock via `busy_timeout` instead of failing on a read-to-write upgrade) and
+//! reads the sequence progress of the devices it touches from the database inside that
+//! transaction: no progress is cached across transactions, so another ingester's commits are
+//! always merged, never overwritten, and every acknowledgement is the store's true highest
+//! contiguous seq as of the commit.
+
+mod progress;
+mod schema;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use caidan_sync::clock::Clock;
+use caidan_sync::contract::{Ack, EventData, Name, Received, StateMessage};
+use rusqlite::{Connection, TransactionBehavior, params};
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::checkpoint::Checkpointer;
+use progress::{ProgressKey, Touched};
+
+pub use schema::{BUSY_TIMEOUT, PAGE_SIZE, SCHEMA_VERSION, open_connection};
+
+/// What went wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("store schema version {found} is newer than this build ({supported})")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("corrupt sequence progress for {device}/{epoch}: {reason}")]
+    CorruptProgress {
+        device: String,
+        epoch: String,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether another writer on the same file held the write lock past [`BUSY_TIMEOUT`]:
+    /// nothing was written, and the same work may be applied again.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+/// One unit of work for the writer.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// A checked event batch of one device.
+    Batch(Vec<Received>),
+    /// A retained `state` message of one device.
+    State {
+        fleet: Name,
+        device: Name,
+        state: StateMessage,
+    },
+}
+
+/// The result of one committed [`Work`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+    /// Acknowledgements to publish: `(fleet, device, ack)`, one per epoch in the batch.
+    pub acks: Vec<(String, String, Ack)>,
+}
+
+/// Page cache of the writer's connection, in KiB: the data bank runs on a server, and a
+/// cache that holds the hot index and table pages saves a read per insert.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// WAL size (pages) at which the writer checkpoints by itself; normally the background
+/// [`Checkpointer`] keeps the WAL well below it.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 16_384;
+
+/// SQLite store (WAL, `synchronous=FULL`).
+pub struct Store {
+    conn: Connection,
+    checkpointer: Checkpointer,
+    clock: Arc<dyn Clock>,
+}
+
+/// A UUID as the store keeps it (hyphenated, lower case), without allocating.
+fn uuid_text<'b>(id: &Uuid, buf: &'b mut [u8; 36]) -> &'b str {
+    id.as_hyphenated().encode_lower(buf)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
+        let conn = open_connection(path, true)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
+        let checkpointer = Checkpointer::spawn(path)?;
+        Ok(Store {
+            conn,
+            checkpointer,
+            clock,
+        })
+    }
+
+    /// Applies all `work` in one transaction; nothing is visible (or acknowledged) unless
+    /// the whole group commits.
+    ///
+    /// The transaction is `IMMEDIATE`: it holds the write lock from its first statement, so
+    /// the progress rows it reads are the latest committed by any ingester on this file, and
+    /// nobody else can commit until it has merged and written them back.
+    pub fn apply(&mut self, work: &[Work]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = self.clock.now_ms();
+        // Progress of every (fleet, device, epoch) this transaction touches, read once from
+        // the database under the write lock, then merged with this group's seqs.
+        let mut touched = Touched::default();
+        let mut outcomes = Vec::with_capacity(work.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events
+                 (id, fleet, device, epoch, seq, type, time_ms, brand, offer, scene, shopper,
+                  count, brands, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for item in work {
+                let mut outcome = Outcome::default();
+                match item {
+                    Work::Batch(events) => {
+                        let mut epochs: Vec<ProgressKey> = Vec::new();
+                        // A batch is one device's, nearly always of one epoch: seqs are
+                        // gathered per run of one key and merged when the key changes.
+                        let mut run: Option<(&str, &str, Uuid)> = None;
+                        let mut seqs: Vec<u64> = Vec::with_capacity(events.len());
+                        let (mut id_buf, mut epoch_buf) = ([0u8; 36], [0u8; 36]);
+                        for r in events {
+                            let e = &r.event;
+                            let brands = match &e.data {
+                                EventData::Impression(_) | EventData::Scan(_) => {
+                                    serde_json::to_string(e.data.brands()).ok()
+                                }
+                                _ => None,
+                            };
+                            let count = matches!(e.data, EventData::Impression(_))
+                                .then(|| e.data.count() as i64);
+                            let n = insert.execute(params![
+                                uuid_text(&e.id, &mut id_buf),
+                                e.fleet.as_str(),
+                                e.device.as_str(),
+                                uuid_text(&e.epoch, &mut epoch_buf),
+                                e.seq as i64,
+                                e.event_type().as_str(),
+                                e.time.as_millisecond(),
+                                e.brand().map(|b| b.as_str()),
+                                e.offer().map(|o| o.as_str()),
+                                e.data.scene().as_str(),
+                                e.data.shopper().map(|s| s.as_str()),
+                                count,
+                                brands,
+                                r.raw
+                            ])?;
+                            if n == 1 {
+                                outcome.inserted += 1;
+                            } else {
+                                outcome.duplicates += 1;
+                            }
+                            let key = (e.fleet.as_str(), e.device.as_str(), e.epoch);
+                            if let Some(prev) = run.filter(|r| *r != key) {
+                                record(&tx, &mut touched, &mut epochs, prev, &mut seqs)?;
+                            }
+                            run = Some(key);
+                            seqs.push(e.seq);
+                        }
+                        if let Some(last) = run {
+                            record(&tx, &mut touched, &mut epochs, last, &mut seqs)?;
+                        }
+                        for key in epochs {
+                            let seq = touched.contiguous(&key);
+                            let epoch = key.2.parse().expect("stored from a UUID");
+                            outcome.acks.push((key.0, key.1, Ack { epoch, seq }));
+                        }
+                    }
+                    Work::State {
+                        fleet,
+                        device,
+                        state,
+                    } => {
+                        let stock = state
+                            .stock
+                            .as_ref()
+                            .and_then(|s| serde_json::to_string(s).ok());
+                        let text = serde_json::to_string(state).unwrap_or_default();
+                        tx.execute(
+                            "INSERT INTO devices (fleet, device, online, state, stock, updated_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT (fleet, device) DO UPDATE SET online = excluded.online,
+                               state = excluded.state,
+                               stock = COALESCE(excluded.stock, devices.stock),
+                               updated_ms = excluded.updated_ms",
+                            params![
+                                fleet.as_str(),
+                                device.as_str(),
+                                state.online,
+                                text,
+                                stock,
+                                now
+                            ],
+                        )?;
+                    }
+                }
+                outcomes.push(outcome);
+            }
+            touched.save(&tx, now)?;
+        }
+        tx.commit()?;
+        self.checkpointer.nudge();
+        Ok(outcomes)
+    }
+
+    /// Number of stored events (for tests and the operator).
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+}
+
+/// Records the seqs of one run of `key` and notes the key for an acknowledgement.
+fn record(
+    tx: &rusqlite::Transaction<'_>,
+    touched: &mut Touched,
+    epochs: &mut Vec<ProgressKey>,
+    (fleet, device, epoch): (&str, &str, Uuid),
+    seqs: &mut Vec<u64>,
+) -> Result<(), StoreError> {
+    let mut buf = [0u8; 36];
+    let epoch = uuid_text(&epoch, &mut buf);
+    touched.record(tx, (fleet, device, epoch), seqs)?;
+    let key: ProgressKey = (fleet.to_owned(), device.to_owned(), epoch.to_owned());
+    if !epochs.contains(&key) {
+        epochs.push(key);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! The retained device state on `.../d/{device}/state`; the last will carries
+//! `online: false`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::ids::{Ident, Name};
+
+/// Largest state payload the data bank accepts.
+pub const MAX_STATE_BYTES: usize = 64 * 1024;
+/// Longest `last_error` a device reports.
+pub const MAX_ERROR_CHARS: usize = 256;
+
+/// What a device says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateMessage {
+    /// Whether the agent is connected (the last will says `false`).
+    pub online: bool,
+    /// The firmware profile the device runs.
+    pub profile: Name,
+    /// The config version running.
+    pub config_version: Option<u64>,
+    /// Events in the outbox waiting for the data bank.
+    pub outbox_depth: Option<i64>,
+    /// The last thing that went wrong, in a sentence.
+    pub last_error: Option<String>,
+    /// The device store against its storage budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageReport>,
+    /// Units on hand per SKU, when the device keeps stock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<BTreeMap<Ident, u32>>,
+}
+
+/// How full a device's store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fill {
+    Normal,
+    /// At or past the warning level: everything still works; operators are told.
+    Warning,
+    /// At or past the budget: new eggs are refused.
+    Full,
+}
+
+impl Fill {
+    /// Label for metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fill::Normal => "normal",
+            Fill::Warning => "warning",
+            Fill::Full => "full",
+        }
+    }
+}
+
+/// The store's size against its budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageReport {
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+    pub fill: Fill,
+}
+
+/// Why a state payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("state of {0} bytes is over the {MAX_STATE_BYTES} byte limit")]
+    Oversized(usize),
+    #[error("garbled state: {0}")]
+    Garbled(String),
+    #[error("last_error is longer than {MAX_ERROR_CHARS} characters")]
+    LongError,
+}
+
+impl StateMessage {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a state message always serialises")
+    }
+
+    pub fn parse(payload: &[u8]) -> Result<StateMessage, StateError> {
+        if payload.len() > MAX_STATE_BYTES {
+            return Err(StateError::Oversized(payload.len()));
+        }
+        let state: StateMessage = serde_json::from_slice(payload)
+            .map_err(|e| StateError::Garbled(super::bounded_reason(&e)))?;
+        if state
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS)
+        {
+            return Err(StateError::LongError);
+        }
+        Ok(state)
+    }
+
+    /// Cuts `error` to what a state message may carry.
+    pub fn error_text(error: &str) -> String {
+        error.chars().take(MAX_ERROR_CHARS).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_message_fields() {
+        let s = StateMessage {
+            online: true,
+            profile: Name::new("kiosk").unwrap(),
+            config_version: Some(7),
+            outbox_depth: Some(12),
+            last_error: None,
+            storage: None,
+            stock: None,
+        };
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            r#"{"online":true,"profile":"kiosk","config_version":7,"outbox_depth":12,"last_error":null}"#
+        );
+        let s = StateMessage {
+            storage: Some(StorageReport {
+                used_bytes: 900,
+                budget_bytes: 1000,
+                fill: Fill::Warning,
+            }),
+            ..s
+        };
+        let text = String::from_utf8(s.to_json()).unwrap();
+        assert!(
+            text.ends_with(r#""storage":{"used_bytes":900,"budget_bytes":1000,"fill":"warning"}}"#),
+            "{text}"
+        );
+        assert_eq!(StateMessage::parse(text.as_bytes()).unwrap(), s);
+    }
+
+    #[test]
+    fn refuses_oversized_and_unknown() {
+        assert!(StateMessage::parse(br#"{"online":true}"#).is_err());
+        let long = format!(
+            r#"{{"online":true,"profile":"k","config_version":null,"outbox_depth":null,"last_error":"{}"}}"#,
+            "x".repeat(300)
+        );
+        assert_eq!(
+            StateMessage::parse(long.as_bytes()),
+            Err(StateError::LongError)
+        );
+        assert_eq!(
+            StateMessage::error_text(&"é".repeat(300)).chars().count(),
+            MAX_ERROR_CHARS
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! How the uplink connects and batches, validated before it starts.
+
+use std::time::Duration;
+
+use rumqttc::MqttOptions;
+
+use super::state::CoreConfig;
+use crate::broker_url::{BrokerUrl, BrokerUrlError};
+use crate::contract::Name;
+use crate::tls::TlsFiles;
+
+/// Largest `batch_max_bytes`: the data bank's batch limit, and what fits an MQTT packet of
+/// [`crate::broker_url::DEFAULT_MAX_PACKET_BYTES`].
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Why the uplink could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("uplink config field {field}: {reason}")]
+    InvalidConfig {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error(transparent)]
+    BrokerUrl(#[from] BrokerUrlError),
+    #[error("uplink task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// How the uplink connects and batches. Build with [`UplinkConfig::new`], then set the
+/// fields from the profile's sync policy.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub fleet: Name,
+    pub device: Name,
+    pub broker: BrokerUrl,
+    /// TLS files; override those named in the URL.
+    pub tls: TlsFiles,
+    /// Batching, timers and policy of the core.
+    pub core: CoreConfig,
+    /// Firmware profile name, reported in the state message.
+    pub profile: Name,
+    /// Running config version, reported in the state message (see
+    /// [`super::UplinkHandle::set_config_version`]).
+    pub config_version: Option<u64>,
+}
+
+impl UplinkConfig {
+    /// Defaults: 100 events or 64 KiB a batch, 200 ms linger, 10 s ack timeout, 8 batches in
+    /// flight, reconnect backoff 250 ms doubling to 30 s, state every 60 s.
+    pub fn new(fleet: Name, device: Name, broker: BrokerUrl, profile: Name) -> Self {
+        let mut core = CoreConfig::new(100, 64 * 1024, 8);
+        core.backoff_seed = crate::backoff::random_seed(&device);
+        UplinkConfig {
+            fleet,
+            device,
+            broker,
+            tls: TlsFiles::default(),
+            core,
+            profile,
+            config_version: None,
+        }
+    }
+
+    /// MQTT client id: `caidan-{fleet}-{device}`.
+    pub fn client_id(&self) -> String {
+        format!("caidan-{}-{}", self.fleet, self.device)
+    }
+
+    pub(super) fn validate(&self) -> Result<MqttOptions, UplinkError> {
+        let invalid = |field: &'static str, reason: &'static str| {
+            Err(UplinkError::InvalidConfig { field, reason })
+        };
+        let c = &self.core;
+        if c.batch_max_events == 0 {
+            return invalid("batch_max_events", "must be at least 1");
+        }
+        if !(2..=MAX_BATCH_BYTES).contains(&c.batch_max_bytes) {
+            return invalid("batch_max_bytes", "must be between 2 and 1 MiB");
+        }
+        if c.max_in_flight == 0 {
+            return invalid("max_in_flight", "must be at least 1");
+        }
+        if c.ack_timeout.is_zero() {
+            return invalid("ack_timeout", "must be positive");
+        }
+        if c.initial_backoff > c.max_backoff {
+            return invalid("initial_backoff", "must not exceed max_backoff");
+        }
+        if c.max_backoff > Duration::from_secs(24 * 3600) {
+            return invalid("max_backoff", "at most a day");
+        }
+        Ok(self.broker.mqtt_options(&self.client_id(), &self.tls)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> UplinkConfig {
+        let name = |s: &str| Name::new(s).unwrap();
+        UplinkConfig::new(
+            name("demo"),
+            name("kiosk-1"),
+            url.parse().unwrap(),
+            name("kiosk"),
+        )
+    }
+
+    #[test]
+    fn config_is_validated_before_start() {
+        let ok = cfg("mqtt://127.0.0.1:2883");
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.client_id(), "caidan-demo-kiosk-1");
+        let mut c = ok.clone();
+        c.core.batch_max_bytes = MAX_BATCH_BYTES + 1;
+        assert!(matches!(
+            c.validate(),
+            Err(UplinkError::InvalidConfig {
+                field: "batch_max_bytes",
+                ..
+            })
+        ));
+        let mut c = ok.clone();
+        c.core.max_in_flight = 0;
+        assert!(c.validate().is_err());
+        let mut c = ok;
+        c.core.initial_backoff = Duration::from_secs(60);
+        assert!(matches!(
+            c.validate(),
+            Err(UplinkError::InvalidConfig {
+                field: "initial_backoff",
+                ..
+            })
+        ));
+        let c = cfg("mqtts://127.0.0.1:2883");
+        assert!(matches!(c.validate(), Err(UplinkError::BrokerUrl(_))));
+    }
+}

@@ -1,0 +1,397 @@
+//! The thin tokio layer over [`UplinkCore`]: owns the rumqttc event loop, runs outbox calls
+//! on the blocking pool, and feeds their results, acknowledgements and timers to the core.
+//! Time comes from the injected [`Clock`]; what to do and when is the core's to decide.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    SubscribeReasonCode,
+};
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+use tracing::{debug, info, warn};
+
+use super::state::{AckOutcome, Action, BatchSend, UplinkCore};
+use super::{
+    OutboxRecord, OutboxSource, ShopperSignal, UplinkConfig, UplinkError, UplinkLinks, UplinkStatus,
+};
+use crate::clock::Clock;
+use crate::contract::{Ack, StateMessage};
+use crate::topics;
+
+/// How long shutdown waits for the offline state and DISCONNECT to be written.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+
+type Job<T, E> = Option<JoinHandle<Result<T, E>>>;
+
+/// A trim job's result: `(through, deleted, depth after)`.
+type Trimmed = (i64, u64, Option<i64>);
+
+/// A blocking job's outcome with a panic or a store error as text.
+fn flatten<T, E: std::fmt::Display>(r: Result<Result<T, E>, JoinError>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+struct Driver<S: OutboxSource> {
+    cfg: UplinkConfig,
+    source: Arc<S>,
+    clock: Arc<dyn Clock>,
+    client: AsyncClient,
+    core: UplinkCore,
+    events_topic: String,
+    ack_topic: String,
+    state_topic: String,
+    read_job: Job<Vec<OutboxRecord>, S::Error>,
+    trim_job: Job<Trimmed, S::Error>,
+    depth_job: Job<i64, S::Error>,
+    state_wanted: bool,
+    depth: Option<i64>,
+    last_error: Option<String>,
+    shopper_marks: u64,
+    status_tx: watch::Sender<UplinkStatus>,
+}
+
+pub(super) async fn run<S: OutboxSource>(
+    cfg: UplinkConfig,
+    mut opts: MqttOptions,
+    links: UplinkLinks<S>,
+    mut config_version: watch::Receiver<Option<u64>>,
+    status_tx: watch::Sender<UplinkStatus>,
+) -> Result<(), UplinkError> {
+    let UplinkLinks {
+        source,
+        wake,
+        shoppers,
+        mut shutdown,
+        clock,
+    } = links;
+    let epoch = {
+        let source = source.clone();
+        tokio::task::spawn_blocking(move || source.epoch()).await?
+    };
+    let state_topic = topics::state(&cfg.fleet, &cfg.device);
+    let will = StateMessage {
+        online: false,
+        profile: cfg.profile.clone(),
+        config_version: cfg.config_version,
+        outbox_depth: None,
+        last_error: Some("connection lost".into()),
+        storage: None,
+        stock: None,
+    };
+    opts.set_last_will(LastWill::new(
+        state_topic.clone(),
+        will.to_json(),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    opts.set_clean_session(true);
+    let cap = cfg.core.max_in_flight * 2 + 16;
+    let (client, mut eventloop) = AsyncClient::new(opts, cap);
+    // Batches and acks are small request/response exchanges: Nagle's algorithm against the
+    // peer's delayed ACK would hold each one back by tens of milliseconds.
+    eventloop.network_options.set_tcp_nodelay(true);
+    info!(device = %cfg.device, %epoch, broker = %cfg.broker, "uplink starting");
+    let mut d = Driver {
+        events_topic: topics::events(&cfg.fleet, &cfg.device),
+        ack_topic: topics::ack(&cfg.fleet, &cfg.device),
+        state_topic,
+        core: UplinkCore::new(cfg.core.clone(), epoch, clock.monotonic()),
+        cfg,
+        source,
+        clock,
+        client,
+        read_job: None,
+        trim_job: None,
+        depth_job: None,
+        state_wanted: false,
+        depth: None,
+        last_error: None,
+        shopper_marks: shoppers.count(),
+        status_tx,
+    };
+    if *shutdown.borrow_and_update() {
+        return Ok(());
+    }
+    loop {
+        let now = d.clock.monotonic();
+        d.note_shoppers(&shoppers, now);
+        while let Some(action) = d.core.poll_action(now) {
+            d.execute(action);
+        }
+        d.publish_status();
+        let wait = d.core.poll_timeout().map(|t| t.saturating_sub(now));
+        let may_connect = d.core.may_connect(now);
+        tokio::select! {
+            biased;
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+            r = join(&mut d.trim_job), if d.trim_job.is_some() => {
+                d.trim_job = None;
+                d.on_trimmed(flatten(r));
+            }
+            r = join(&mut d.read_job), if d.read_job.is_some() => {
+                d.read_job = None;
+                d.on_read(flatten(r));
+            }
+            r = join(&mut d.depth_job), if d.depth_job.is_some() => {
+                d.depth_job = None;
+                d.on_depth(flatten(r));
+            }
+            ev = eventloop.poll(), if may_connect => d.on_mqtt(ev),
+            _ = wake.notified() => d.core.handle_wake(),
+            r = config_version.changed() => if r.is_ok() {
+                d.cfg.config_version = *config_version.borrow_and_update();
+                d.core.request_state(d.clock.monotonic());
+            },
+            _ = sleep(wait), if wait.is_some() => {}
+        }
+    }
+    d.shut_down(&mut eventloop).await;
+    Ok(())
+}
+
+/// Waits for the job in `slot` (the caller guarantees there is one).
+async fn join<T>(slot: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
+    slot.as_mut().expect("job present").await
+}
+
+async fn sleep(wait: Option<Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<S: OutboxSource> Driver<S> {
+    /// Tells the core when shoppers were served since the last look.
+    fn note_shoppers(&mut self, shoppers: &ShopperSignal, now: Duration) {
+        let marks = shoppers.count();
+        if marks != self.shopper_marks {
+            self.shopper_marks = marks;
+            self.core.handle_shopper_activity(now);
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Read { after, max } => {
+                let source = self.source.clone();
+                self.read_job = Some(tokio::task::spawn_blocking(move || {
+                    source.read_after(after, max)
+                }));
+            }
+            Action::Trim { through } => {
+                let source = self.source.clone();
+                let job = tokio::task::spawn_blocking(move || {
+                    let deleted = source.trim_through(through)?;
+                    Ok((through, deleted, source.depth().ok()))
+                });
+                self.trim_job = Some(job);
+            }
+            Action::Publish(batch) => self.publish_batch(batch),
+            Action::PublishState => {
+                self.state_wanted = true;
+                if self.depth_job.is_none() {
+                    let source = self.source.clone();
+                    self.depth_job = Some(tokio::task::spawn_blocking(move || source.depth()));
+                }
+            }
+        }
+    }
+
+    fn publish_batch(&mut self, b: BatchSend) {
+        let device = &self.cfg.device;
+        if b.attempt > 1 {
+            info!(%device, first = b.first, last = b.last, attempt = b.attempt, "resending unacknowledged batch");
+        } else {
+            debug!(%device, first = b.first, last = b.last, events = b.events, "sending batch");
+        }
+        // A failed hand-off is not fatal: the batch goes again when its ack times out.
+        if let Err(e) = self.client.try_publish(
+            &self.events_topic,
+            QoS::AtLeastOnce,
+            false,
+            b.payload.to_vec(),
+        ) {
+            warn!(%device, first = b.first, error = %e, "batch not queued");
+        }
+    }
+
+    fn state_message(&self, online: bool) -> StateMessage {
+        StateMessage {
+            online,
+            profile: self.cfg.profile.clone(),
+            config_version: self.cfg.config_version,
+            outbox_depth: self.depth,
+            last_error: self.last_error.as_deref().map(StateMessage::error_text),
+            storage: self.source.storage(),
+            stock: None,
+        }
+    }
+
+    fn publish_state(&mut self) {
+        self.state_wanted = false;
+        if !self.core.status().connected {
+            return;
+        }
+        let payload = self.state_message(true).to_json();
+        if let Err(e) = self
+            .client
+            .try_publish(&self.state_topic, QoS::AtLeastOnce, true, payload)
+        {
+            warn!(device = %self.cfg.device, error = %e, "state not queued");
+        }
+    }
+
+    fn store_error(&mut self, what: &str, error: String) {
+        warn!(device = %self.cfg.device, %error, "outbox {what} failed");
+        self.last_error = Some(format!("outbox {what}: {error}"));
+    }
+
+    fn on_read(&mut self, r: Result<Vec<OutboxRecord>, String>) {
+        let now = self.clock.monotonic();
+        match r {
+            Ok(records) => self.core.handle_read(now, records),
+            Err(e) => {
+                self.store_error("read", e);
+                self.core.handle_read_failed(now);
+            }
+        }
+    }
+
+    fn on_trimmed(&mut self, r: Result<Trimmed, String>) {
+        match r {
+            Ok((through, deleted, depth)) => {
+                debug!(device = %self.cfg.device, through, deleted, "outbox trimmed");
+                self.core.handle_trimmed(through);
+                self.depth = depth.or(self.depth);
+            }
+            Err(e) => {
+                self.store_error("trim", e);
+                self.core.handle_trim_failed(self.clock.monotonic());
+            }
+        }
+    }
+
+    fn on_depth(&mut self, r: Result<i64, String>) {
+        match r {
+            Ok(depth) => self.depth = Some(depth),
+            Err(e) => self.store_error("depth", e),
+        }
+        if self.state_wanted {
+            self.publish_state();
+        }
+    }
+
+    fn on_mqtt(&mut self, ev: Result<Event, rumqttc::ConnectionError>) {
+        let now = self.clock.monotonic();
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                info!(device = %self.cfg.device, "connected to broker");
+                if let Err(e) = self.client.try_subscribe(&self.ack_topic, QoS::AtLeastOnce) {
+                    warn!(device = %self.cfg.device, error = %e, "ack subscription not queued");
+                }
+                self.core.handle_connected(now);
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack)))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+            {
+                // Without acks nothing is ever trimmed; say so loudly (usually a broker ACL).
+                warn!(device = %self.cfg.device, topic = %self.ack_topic, "ack subscription refused by broker");
+                self.last_error = Some(format!("subscription to {} refused", self.ack_topic));
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.ack_topic => {
+                self.on_ack(&p.payload)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let r = self.core.handle_connection_lost(now);
+                warn!(device = %self.cfg.device, error = %e, attempt = r.attempt, retry_in_ms = r.delay.as_millis() as u64, "broker connection failed");
+                self.last_error = Some(format!("mqtt: {e}"));
+            }
+        }
+    }
+
+    fn on_ack(&mut self, payload: &[u8]) {
+        let device = &self.cfg.device;
+        let ack = match Ack::parse(payload) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(%device, error = %e, "garbled acknowledgement ignored");
+                return;
+            }
+        };
+        match self.core.handle_ack(ack.epoch, ack.seq) {
+            AckOutcome::Advanced { to, .. } => debug!(%device, seq = to, "acknowledged"),
+            AckOutcome::Clamped { claimed, to, .. } => {
+                warn!(%device, claimed, seq = to, "ack beyond what was sent; took what was sent")
+            }
+            AckOutcome::Stale => {}
+            AckOutcome::NotSent { claimed } => {
+                warn!(%device, claimed, "ack for seqs not sent yet ignored")
+            }
+            AckOutcome::ForeignEpoch => {
+                warn!(%device, epoch = %ack.epoch, "ack for another epoch ignored")
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let c = self.core.status();
+        let status = UplinkStatus {
+            connected: c.connected,
+            acked_seq: c.acked,
+            sent_seq: c.sent_through,
+            batches_in_flight: c.batches_in_flight,
+            batches_sent: c.batches_sent,
+            batches_resent: c.batches_resent,
+            connects: c.connects,
+            failures: c.failures,
+            outbox_depth: self.depth,
+            last_error: self.last_error.clone(),
+        };
+        self.status_tx.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+
+    /// Marks the device offline (retained), disconnects cleanly, and lets a running trim end.
+    async fn shut_down(&mut self, eventloop: &mut EventLoop) {
+        info!(device = %self.cfg.device, "uplink shutting down");
+        if self.core.status().connected {
+            self.last_error = None;
+            let payload = self.state_message(false).to_json();
+            let _ = self
+                .client
+                .try_publish(&self.state_topic, QoS::AtLeastOnce, true, payload);
+            let _ = self.client.try_disconnect();
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+        }
+        if let Some(job) = self.trim_job.take()
+            && let Ok(r) = tokio::time::timeout(SHUTDOWN_FLUSH, job).await
+        {
+            self.on_trimmed(flatten(r));
+        }
+        self.core.handle_disconnected();
+        self.publish_status();
+    }
+}

@@ -1,1 +1,0 @@
-//! Caidan simulator: many agents, shoppers and faults in one run. Not built out yet.

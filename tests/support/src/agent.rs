@@ -1,0 +1,126 @@
+//! The real `caidan-agent run` process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::proc::Proc;
+use crate::repo;
+
+/// How to start an agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// `--mqtt` URL; none keeps the agent offline.
+    pub mqtt: Option<String>,
+    /// Lines appended to the demo config (TOML tables such as `[sync]`). `None` runs the
+    /// agent without `--config`, on its built-in demo config.
+    pub config_extra: Option<String>,
+    /// More arguments after `run`.
+    pub args: Vec<String>,
+    /// Environment variables for the process.
+    pub env: Vec<(String, String)>,
+}
+
+impl AgentOptions {
+    /// The demo config with short sync timers, so lost batches are resent quickly.
+    pub fn fast_sync(mqtt: Option<&str>) -> AgentOptions {
+        AgentOptions {
+            mqtt: mqtt.map(str::to_owned),
+            config_extra: Some(
+                "[sync]\nack_timeout_ms = 2000\nlinger_ms = 50\nmax_backoff_ms = 1000\n".into(),
+            ),
+            ..AgentOptions::default()
+        }
+    }
+}
+
+/// A running `caidan-agent run`, killed (`kill -9`) on drop.
+pub struct AgentProc {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub data: PathBuf,
+    /// Everything the agent printed on stdout before its URL line, and the line itself.
+    pub banner: Vec<String>,
+}
+
+impl AgentProc {
+    /// The demo agent with its store in `data`, syncing to `mqtt` with short timers.
+    pub fn start(data: &Path, mqtt: Option<&str>) -> AgentProc {
+        AgentProc::start_with(data, AgentOptions::fast_sync(mqtt))
+    }
+
+    /// An agent on a free port with its store in `data`; stderr goes to `data.log`.
+    pub fn start_with(data: &Path, opts: AgentOptions) -> AgentProc {
+        std::fs::create_dir_all(data).expect("agent data folder");
+        let mut cmd = Command::new(crate::bin::agent());
+        cmd.arg("run");
+        if let Some(extra) = &opts.config_extra {
+            let config = data.with_extension("toml");
+            let catalogue = data.with_extension("json");
+            std::fs::write(&catalogue, repo::demo_catalogue()).expect("write catalogue");
+            let text = repo::demo_agent_config().replace(
+                "catalogue = \"catalogue.json\"",
+                &format!("catalogue = {:?}", catalogue.display().to_string()),
+            );
+            std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
+            cmd.arg("--config").arg(&config);
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--data"]).arg(data);
+        if let Some(url) = &opts.mqtt {
+            cmd.args(["--mqtt", url]);
+        }
+        cmd.args(&opts.args);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped());
+        let mut proc =
+            Proc::spawn_logged(&mut cmd, &data.with_extension("log")).expect("spawn caidan-agent");
+        let mut lines = BufReader::new(proc.child.stdout.take().expect("stdout")).lines();
+        let mut banner = Vec::new();
+        let base = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => panic!("caidan-agent exited before listening:\n{}", proc.log_text()),
+            };
+            banner.push(line.clone());
+            if let Some((_, url)) = line.split_once("listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep reading so the agent never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        AgentProc {
+            proc,
+            base,
+            data: data.to_owned(),
+            banner,
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+}
+
+/// Outbox depth and last sequence number of an agent store, read from outside the process.
+pub fn agent_outbox(data: &Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("agent.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("agent store");
+    let depth = conn
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .expect("outbox depth");
+    let last = conn
+        .query_row(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("outbox high-water mark");
+    (depth, last)
+}

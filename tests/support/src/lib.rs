@@ -1,0 +1,26 @@
+//! What Caidan's tests share: Mosquitto and NATS started from `PATH` on free ports (and
+//! killed on drop), the real `caidan-agent` and `caidan-cloud` binaries, waiting for a
+//! condition with a deadline instead of sleeping, and a throw-away PKI.
+//!
+//! This crate depends on no Caidan crate, so the agent's and the cloud's own tests can use it.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod bin;
+pub mod databank;
+pub mod mosquitto;
+pub mod nats;
+pub mod net;
+pub mod pki;
+pub mod proc;
+pub mod repo;
+pub mod wait;
+
+pub use agent::{AgentProc, agent_outbox};
+pub use databank::{DatabankCounts, DatabankProc};
+pub use mosquitto::Mosquitto;
+pub use nats::Nats;
+pub use net::free_port;
+pub use pki::{TestPki, TlsPaths};
+pub use proc::Proc;
+pub use wait::{eventually, wait_until};
