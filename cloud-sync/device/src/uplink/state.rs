@@ -389,6 +389,11 @@ impl UplinkCore {
 
     /// The next piece of work, if any is due at `now`. Call until `None`.
     pub fn poll_action(&mut self, now: Instant) -> Option<Action> {
+        // A reconnect delay that has passed is no longer a deadline to wake for; the
+        // attempt itself is under way (or about to be).
+        if self.reconnect_at.is_some_and(|t| now >= t) {
+            self.reconnect_at = None;
+        }
         if !self.trimming
             && self.acked > self.trim_requested
             && self.trim_retry_at.is_none_or(|t| now >= t)

@@ -271,6 +271,12 @@ fn reconnects_back_off_with_jitter_and_reset_on_success() {
         assert_eq!(core.poll_timeout(), Some(now + r.delay));
         now += r.delay;
         assert!(core.may_connect(now));
+        core.poll_action(now);
+        assert_eq!(
+            core.poll_timeout(),
+            None,
+            "once due, the reconnect is no deadline to spin on"
+        );
         ceiling = (ceiling * 2).min(c.max_backoff);
     }
     core.handle_connected(now);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use caidan_sync::broker_url::BrokerUrl;
-use caidan_sync::clock::SystemClock;
+use caidan_sync::clock::{Clock, SystemClock};
 use caidan_sync::contract::{self, Ack, Name};
 use caidan_sync::tls::TlsFiles;
 use caidan_sync::topics;
@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+#[allow(unused_imports)]
 pub use caidan_testkit::{Mosquitto, TestPki};
 
 pub const FLEET: &str = "demo";
@@ -321,7 +322,17 @@ pub struct Running {
 }
 
 impl Running {
+    /// On the system clock.
     pub fn start(cfg: UplinkConfig, outbox: &Arc<FakeOutbox>) -> Running {
+        Running::start_clocked(cfg, outbox, Arc::new(SystemClock::new()))
+    }
+
+    /// On `clock` (a `TokioClock` for tests on paused time).
+    pub fn start_clocked(
+        cfg: UplinkConfig,
+        outbox: &Arc<FakeOutbox>,
+        clock: Arc<dyn Clock>,
+    ) -> Running {
         let wake = Arc::new(Notify::new());
         let shoppers = Arc::new(ShopperSignal::default());
         let (stop, stopped) = watch::channel(false);
@@ -330,7 +341,7 @@ impl Running {
             wake: wake.clone(),
             shoppers: shoppers.clone(),
             shutdown: stopped,
-            clock: Arc::new(SystemClock::new()),
+            clock,
         };
         let handle = spawn_uplink(cfg, links).unwrap();
         Running {
