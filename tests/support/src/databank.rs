@@ -24,6 +24,7 @@ impl DatabankProc {
 
     /// [`DatabankProc::start`] with environment variables.
     pub fn start_env(dir: &Path, mqtt: &str, extra: &[&str], env: &[(&str, &str)]) -> DatabankProc {
+        std::fs::create_dir_all(dir).expect("data bank folder");
         let store = dir.join("databank.db");
         let mut cmd = Command::new(crate::bin::cloud());
         cmd.args(["databank", "--mqtt", mqtt, "--store"])
