@@ -113,6 +113,32 @@ pub struct Offer {
     pub claim_ttl_hours: u32,
 }
 
+impl Offer {
+    /// An offer with every targeting, quota and pacing field at its default: shown
+    /// everywhere, all day, to everyone, weight 1, redeemable for 24 hours.
+    pub fn new(id: &str, brand: &str, kind: OfferKind, title: Text) -> Offer {
+        Offer {
+            id: id.into(),
+            brand: brand.into(),
+            kind,
+            title,
+            description: Text::default(),
+            valid_from: None,
+            valid_until: None,
+            dayparts: vec![],
+            scenes: vec![],
+            regions: vec![],
+            segments: vec![],
+            requires: vec![],
+            sku: None,
+            quota: Quota::default(),
+            weight: default_weight(),
+            pacing: Pacing::default(),
+            claim_ttl_hours: default_claim_ttl_hours(),
+        }
+    }
+}
+
 fn default_weight() -> u32 {
     1
 }

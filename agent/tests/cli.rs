@@ -112,14 +112,7 @@ async fn claims_whose_answer_was_sent_survive_kill_9() {
     let mut answered = Vec::new();
     for round in 0..5 {
         let mut agent = start(dir.path());
-        let qr: Value = http
-            .get(format!("{}/api/v1/qr", agent.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let qr = caidan_testkit::get_json(&http, &format!("{}/api/v1/qr", agent.base), None).await;
         let token = qr["token"].as_str().unwrap().to_owned();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();

@@ -4,28 +4,11 @@ use jiff::civil::Time;
 use proptest::prelude::*;
 
 fn offer(id: &str, kind: OfferKind) -> Offer {
-    Offer {
-        id: id.into(),
-        brand: "b".into(),
-        kind,
-        title: Text {
-            zh: "蛋".into(),
-            en: "egg".into(),
-        },
-        description: Text::default(),
-        valid_from: None,
-        valid_until: None,
-        dayparts: vec![],
-        scenes: vec![],
-        regions: vec![],
-        segments: vec![],
-        requires: vec![],
-        sku: None,
-        quota: Quota::default(),
-        weight: 1,
-        pacing: Pacing::Asap,
-        claim_ttl_hours: 24,
-    }
+    let title = Text {
+        zh: "蛋".into(),
+        en: "egg".into(),
+    };
+    Offer::new(id, "b", kind, title)
 }
 
 fn tp() -> Touchpoint {

@@ -14,8 +14,16 @@ async fn fleet_wide_endpoints_need_an_operator_token() {
     let http = db.http_addr();
     for path in ["/api/v1/devices", "/metrics"] {
         let url = format!("http://{http}{path}");
-        assert_eq!(get(url.clone(), None).await.0, 401, "{path} without a token");
-        assert_eq!(get(url.clone(), Some("forged")).await.0, 401, "{path} forged");
+        assert_eq!(
+            get(url.clone(), None).await.0,
+            401,
+            "{path} without a token"
+        );
+        assert_eq!(
+            get(url.clone(), Some("forged")).await.0,
+            401,
+            "{path} forged"
+        );
         assert_eq!(
             get(url.clone(), Some("demo-token-lumi")).await.0,
             403,

@@ -18,7 +18,10 @@ const BANK_PASSWORD: &str = "bank-s3cret-never-logged";
 const DEVICE_PASSWORD: &str = "dev1ce-pw";
 
 fn add_user(file: &std::path::Path, user: &str, password: &str) {
-    let mut cmd = Command::new(caidan_testkit::proc::require("mosquitto_passwd", "mosquitto"));
+    let mut cmd = Command::new(caidan_testkit::proc::require(
+        "mosquitto_passwd",
+        "mosquitto",
+    ));
     if !file.exists() {
         cmd.arg("-c");
     }
@@ -74,9 +77,12 @@ async fn databank_connects_with_tls_user_and_password_from_the_environment() {
     );
 
     // A device with its own credentials publishes a batch and waits for the ack.
-    let device_url: BrokerUrl = format!("mqtts://auth-d1:{DEVICE_PASSWORD}@localhost:{}", broker.port)
-        .parse()
-        .unwrap();
+    let device_url: BrokerUrl = format!(
+        "mqtts://auth-d1:{DEVICE_PASSWORD}@localhost:{}",
+        broker.port
+    )
+    .parse()
+    .unwrap();
     let tls = TlsFiles {
         ca: Some(ca.clone()),
         ..TlsFiles::default()
@@ -89,7 +95,10 @@ async fn databank_connects_with_tls_user_and_password_from_the_environment() {
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    client.subscribe(&ack_topic, QoS::AtLeastOnce).await.unwrap();
+                    client
+                        .subscribe(&ack_topic, QoS::AtLeastOnce)
+                        .await
+                        .unwrap();
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     let batch = common::batch("auth-d1", &epoch, 1..=20);
@@ -125,5 +134,8 @@ async fn databank_connects_with_tls_user_and_password_from_the_environment() {
         log.contains("mqtts://databank:***@127.0.0.1"),
         "the broker is named, its password replaced: {log}"
     );
-    assert!(!log.contains(BANK_PASSWORD), "the password is in the log:\n{log}");
+    assert!(
+        !log.contains(BANK_PASSWORD),
+        "the password is in the log:\n{log}"
+    );
 }

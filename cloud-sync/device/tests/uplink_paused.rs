@@ -48,7 +48,10 @@ async fn reconnect_attempts_follow_the_backoff_schedule_in_virtual_time() {
             SEED,
         );
     }
-    assert!(started.elapsed() > Duration::from_secs(15), "backoff doubled");
+    assert!(
+        started.elapsed() > Duration::from_secs(15),
+        "backoff doubled"
+    );
     assert_eq!(up.handle.status().connects, 0);
     assert_eq!(outbox.len(), 5, "nothing trimmed without a data bank");
     // Shutdown while disconnected ends at once, without waiting out the backoff.
@@ -65,7 +68,10 @@ async fn a_clean_shutdown_before_any_connection_leaves_the_outbox_alone() {
     let up = Running::start_clocked(cfg, &outbox, Arc::new(TokioClock::new()));
     tokio::time::sleep(Duration::from_secs(3600)).await;
     let status = up.handle.status();
-    assert!(status.failures >= 5, "an hour of virtual retries: {status:?}");
+    assert!(
+        status.failures >= 5,
+        "an hour of virtual retries: {status:?}"
+    );
     assert!(status.last_error.is_some());
     up.shutdown().await;
     assert_eq!(outbox.len(), 3);

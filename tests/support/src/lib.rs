@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod bin;
 pub mod databank;
+pub mod http;
 pub mod mosquitto;
 pub mod nats;
 pub mod net;
@@ -18,6 +19,7 @@ pub mod wait;
 
 pub use agent::{AgentProc, agent_outbox};
 pub use databank::{DatabankCounts, DatabankProc};
+pub use http::get_json;
 pub use mosquitto::Mosquitto;
 pub use nats::Nats;
 pub use net::free_port;

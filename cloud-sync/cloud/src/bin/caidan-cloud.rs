@@ -96,22 +96,6 @@ struct DatabankArgs {
     crash_after_commits: Option<u64>,
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttd::server::broker=off")
-    });
-    // Logs go to stderr; stdout carries only the lines that say where things listen.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn databank_config(
     broker: BrokerUrl,
     tls: TlsFiles,
@@ -154,7 +138,10 @@ async fn run_until_signal(databank: Databank) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    caidan_sync::logs::init(
+        cli.log_json,
+        "info,rumqttd=warn,rumqttd::server::broker=off",
+    );
     match cli.command {
         Command::Broker { listen } => {
             let b = broker::start(listen).context("starting the development broker")?;

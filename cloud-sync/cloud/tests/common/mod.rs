@@ -271,15 +271,8 @@ pub fn store_in(dir: &tempfile::TempDir) -> PathBuf {
 pub async fn wait_online(http: SocketAddr, device: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v: Value = reqwest::Client::new()
-            .get(format!("http://{http}/api/v1/devices"))
-            .bearer_auth(OPERATOR)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("http://{http}/api/v1/devices");
+        let v = caidan_testkit::get_json(&reqwest::Client::new(), &url, Some(OPERATOR)).await;
         let online = v["devices"]
             .as_array()
             .unwrap()

@@ -4,10 +4,57 @@ use std::time::Duration;
 
 use rumqttc::MqttOptions;
 
-use super::state::CoreConfig;
 use crate::broker_url::{BrokerUrl, BrokerUrlError};
 use crate::contract::Name;
 use crate::tls::TlsFiles;
+
+/// Batching and timing knobs of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Most events in one batch (at least 1).
+    pub batch_max_events: usize,
+    /// Largest batch payload in bytes; a single larger record is still sent alone.
+    pub batch_max_bytes: usize,
+    /// Longest the oldest unsent record waits for its batch to fill.
+    pub linger: Duration,
+    /// A batch without acknowledgement for this long is sent again.
+    pub ack_timeout: Duration,
+    /// Batches sent but not yet acknowledged at any one time (at least 1).
+    pub max_in_flight: usize,
+    /// How often the retained state message is refreshed while connected.
+    pub state_interval: Duration,
+    /// Wait before retrying a failed outbox read or trim.
+    pub store_retry: Duration,
+    /// First reconnect delay; doubles per failed attempt up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Spreads the reconnect delays of a fleet (see [`crate::backoff`]).
+    pub backoff_seed: u64,
+    /// How recently a shopper must have claimed for the uplink to step aside.
+    pub shopper_window: Duration,
+    /// Least time between two outbox reads while stepping aside.
+    pub shopper_yield: Duration,
+}
+
+impl CoreConfig {
+    /// The settings the agent runs with, for a batch size and in-flight window.
+    pub fn new(batch_max_events: usize, batch_max_bytes: usize, max_in_flight: usize) -> Self {
+        CoreConfig {
+            batch_max_events,
+            batch_max_bytes,
+            linger: Duration::from_millis(200),
+            ack_timeout: Duration::from_secs(10),
+            max_in_flight,
+            state_interval: Duration::from_secs(60),
+            store_retry: Duration::from_secs(1),
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            backoff_seed: 0,
+            shopper_window: Duration::from_secs(1),
+            shopper_yield: Duration::from_millis(20),
+        }
+    }
+}
 
 /// Largest `batch_max_bytes`: the data bank's batch limit, and what fits an MQTT packet of
 /// [`crate::broker_url::DEFAULT_MAX_PACKET_BYTES`].

@@ -8,6 +8,7 @@
 
 mod config;
 mod driver;
+mod outputs;
 pub mod state;
 
 use std::sync::Arc;

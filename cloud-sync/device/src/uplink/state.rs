@@ -18,125 +18,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::OutboxRecord;
+pub use super::config::CoreConfig;
+pub use super::outputs::{AckOutcome, Action, BatchSend, CoreStatus, Reconnect};
 use crate::backoff::backoff;
 
 /// A monotonic instant: time since the driver's clock started.
 pub type Instant = Duration;
-
-/// Batching and timing knobs of the core.
-#[derive(Debug, Clone)]
-pub struct CoreConfig {
-    /// Most events in one batch (at least 1).
-    pub batch_max_events: usize,
-    /// Largest batch payload in bytes; a single larger record is still sent alone.
-    pub batch_max_bytes: usize,
-    /// Longest the oldest unsent record waits for its batch to fill.
-    pub linger: Duration,
-    /// A batch without acknowledgement for this long is sent again.
-    pub ack_timeout: Duration,
-    /// Batches sent but not yet acknowledged at any one time (at least 1).
-    pub max_in_flight: usize,
-    /// How often the retained state message is refreshed while connected.
-    pub state_interval: Duration,
-    /// Wait before retrying a failed outbox read or trim.
-    pub store_retry: Duration,
-    /// First reconnect delay; doubles per failed attempt up to `max_backoff`.
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Spreads the reconnect delays of a fleet (see [`crate::backoff`]).
-    pub backoff_seed: u64,
-    /// How recently a shopper must have claimed for the uplink to step aside.
-    pub shopper_window: Duration,
-    /// Least time between two outbox reads while stepping aside.
-    pub shopper_yield: Duration,
-}
-
-impl CoreConfig {
-    /// The settings the agent runs with, for a batch size and in-flight window.
-    pub fn new(batch_max_events: usize, batch_max_bytes: usize, max_in_flight: usize) -> Self {
-        CoreConfig {
-            batch_max_events,
-            batch_max_bytes,
-            linger: Duration::from_millis(200),
-            ack_timeout: Duration::from_secs(10),
-            max_in_flight,
-            state_interval: Duration::from_secs(60),
-            store_retry: Duration::from_secs(1),
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
-            backoff_seed: 0,
-            shopper_window: Duration::from_secs(1),
-            shopper_yield: Duration::from_millis(20),
-        }
-    }
-}
-
-/// Work the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Read up to `max` outbox records with `seq > after`, then call
-    /// [`UplinkCore::handle_read`] (or [`UplinkCore::handle_read_failed`]).
-    Read { after: i64, max: usize },
-    /// Publish `payload` (a JSON array) on the events topic, QoS 1.
-    Publish(BatchSend),
-    /// Delete outbox records with `seq <= through`, then call
-    /// [`UplinkCore::handle_trimmed`] (or [`UplinkCore::handle_trim_failed`]).
-    Trim { through: i64 },
-    /// Publish the retained state message.
-    PublishState,
-}
-
-/// One batch to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchSend {
-    pub first: i64,
-    pub last: i64,
-    pub events: usize,
-    /// 1 for the first send; higher for resends.
-    pub attempt: u32,
-    pub payload: Arc<[u8]>,
-}
-
-/// What an acknowledgement did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckOutcome {
-    /// `acked` moved from `from` to `to`.
-    Advanced { from: i64, to: i64 },
-    /// It claimed `claimed`, beyond what this run has sent; only up to `to` was taken.
-    Clamped { claimed: i64, from: i64, to: i64 },
-    /// Not newer than what was already acknowledged.
-    Stale,
-    /// For seqs this run has not sent yet; ignored.
-    NotSent { claimed: i64 },
-    /// For another epoch (an earlier store of this device); ignored.
-    ForeignEpoch,
-}
-
-/// What the core decided about a lost connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reconnect {
-    /// Failed attempts in a row, this one included.
-    pub attempt: u32,
-    /// Wait before the next attempt.
-    pub delay: Duration,
-}
-
-/// Counters and positions, for status and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoreStatus {
-    pub connected: bool,
-    pub acked: i64,
-    pub sent_through: i64,
-    pub read_through: i64,
-    pub batches_in_flight: usize,
-    pub unsent_events: usize,
-    pub batches_sent: u64,
-    pub batches_resent: u64,
-    /// Successful connections so far.
-    pub connects: u64,
-    /// Failed connection attempts in a row.
-    pub failures: u32,
-}
 
 #[derive(Debug)]
 struct InFlight {

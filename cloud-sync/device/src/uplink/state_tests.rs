@@ -108,12 +108,17 @@ impl World {
     }
 }
 
-#[test]
-fn full_batch_goes_at_once_and_partial_after_linger() {
+/// A core connected at time zero, over an empty world.
+fn connected() -> (Duration, World, UplinkCore) {
     let t0 = Duration::ZERO;
-    let mut w = World::default();
     let mut core = UplinkCore::new(cfg(), EPOCH, t0);
     core.handle_connected(t0);
+    (t0, World::default(), core)
+}
+
+#[test]
+fn full_batch_goes_at_once_and_partial_after_linger() {
+    let (t0, mut w, mut core) = connected();
     w.append(4);
     w.drive(&mut core, t0);
     assert_eq!(w.wire, vec![vec![1, 2, 3]]);
@@ -124,10 +129,7 @@ fn full_batch_goes_at_once_and_partial_after_linger() {
 
 #[test]
 fn trims_only_after_ack_and_ignores_foreign_and_unsent_acks() {
-    let t0 = Duration::ZERO;
-    let mut w = World::default();
-    let mut core = UplinkCore::new(cfg(), EPOCH, t0);
-    core.handle_connected(t0);
+    let (t0, mut w, mut core) = connected();
     w.append(3);
     w.drive(&mut core, t0);
     assert!(w.trims.is_empty());
@@ -147,10 +149,7 @@ fn trims_only_after_ack_and_ignores_foreign_and_unsent_acks() {
 
 #[test]
 fn ack_beyond_sent_is_clamped() {
-    let t0 = Duration::ZERO;
-    let mut w = World::default();
-    let mut core = UplinkCore::new(cfg(), EPOCH, t0);
-    core.handle_connected(t0);
+    let (t0, mut w, mut core) = connected();
     w.append(3);
     w.drive(&mut core, t0);
     assert_eq!(
@@ -165,10 +164,7 @@ fn ack_beyond_sent_is_clamped() {
 
 #[test]
 fn resends_after_ack_timeout_while_connected() {
-    let t0 = Duration::ZERO;
-    let mut w = World::default();
-    let mut core = UplinkCore::new(cfg(), EPOCH, t0);
-    core.handle_connected(t0);
+    let (t0, mut w, mut core) = connected();
     w.append(3);
     w.drive(&mut core, t0);
     w.wire.clear(); // the broker dropped it after PUBACK
@@ -183,10 +179,7 @@ fn resends_after_ack_timeout_while_connected() {
 
 #[test]
 fn reconnect_resends_everything_unacked_in_order() {
-    let t0 = Duration::ZERO;
-    let mut w = World::default();
-    let mut core = UplinkCore::new(cfg(), EPOCH, t0);
-    core.handle_connected(t0);
+    let (t0, mut w, mut core) = connected();
     w.append(7);
     w.drive(&mut core, t0);
     assert_eq!(w.wire, vec![vec![1, 2, 3], vec![4, 5, 6]]);
@@ -287,10 +280,7 @@ fn reconnects_back_off_with_jitter_and_reset_on_success() {
 
 #[test]
 fn reads_step_aside_while_shoppers_claim() {
-    let t0 = Duration::ZERO;
-    let mut w = World::default();
-    let mut core = UplinkCore::new(cfg(), EPOCH, t0);
-    core.handle_connected(t0);
+    let (t0, mut w, mut core) = connected();
     core.handle_shopper_activity(t0);
     w.append(30);
     w.drive(&mut core, t0);
