@@ -67,7 +67,7 @@ pub enum StoreError {
     #[error("store error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("commit failed, nothing was stored: {0}")]
-    CommitFailed(String),
+    CommitFailed(#[source] std::sync::Arc<StoreError>),
     #[error("the store writer has stopped")]
     WriterGone,
     #[error(

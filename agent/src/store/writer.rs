@@ -53,12 +53,12 @@ enum Command {
 }
 
 /// An answer held back until its batch commits.
-type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+type Pending = Box<dyn FnOnce(Option<&Arc<StoreError>>) + Send>;
 
 fn pend<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Pending {
     Box::new(move |commit_error| {
         let _ = reply.send(match commit_error {
-            Some(e) => Err(StoreError::CommitFailed(e.to_owned())),
+            Some(e) => Err(StoreError::CommitFailed(e.clone())),
             None => result,
         });
     })
@@ -431,13 +431,13 @@ impl Worker {
             tx.commit()?;
             Ok(())
         })();
-        let error = outcome.as_ref().err().map(|e| e.to_string());
+        let error = outcome.err().map(Arc::new);
         if let Some(e) = &error {
             tracing::error!(error = %e, "batch commit failed: reloading state from the store");
             reload_after = true;
         }
         for p in pending {
-            p(error.as_deref());
+            p(error.as_ref());
         }
         if reload_after {
             self.reload();

@@ -4,7 +4,7 @@
 mod common;
 
 use caidan_cloud::broker;
-use common::{OPERATOR, get, post_login, signed_in, start_databank, store_in};
+use common::{OPERATOR, browser, get, login_with, post_login, signed_in, start_databank, store_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_wide_endpoints_need_an_operator_token() {
@@ -67,16 +67,7 @@ async fn the_dashboard_signs_in_with_a_form_and_a_cookie_never_a_url() {
     assert!(!form.contains("method=\"get\""), "{form}");
 
     // Signing in redirects to a URL without the token, with an HttpOnly SameSite cookie.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = client
-        .post(format!("http://{http}/brands/lumi-cola/login"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
+    let resp = login_with(&browser(false), http, "lumi-cola", token).await;
     assert_eq!(resp.status(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(location, "/brands/lumi-cola/dashboard");

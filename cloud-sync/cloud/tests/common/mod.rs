@@ -323,35 +323,41 @@ pub async fn get(url: String, token: Option<&str>) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-/// A cookie-keeping HTTP client signed in to `brand`'s dashboard; follows no redirects.
-pub async fn signed_in(http: SocketAddr, brand: &str, token: &str) -> reqwest::Client {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
+/// An HTTP client that follows no redirects, keeping cookies when `cookies` says so.
+pub fn browser(cookies: bool) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(cookies)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
-    let resp = browser
+        .unwrap()
+}
+
+/// Posts `brand`'s sign-in form with `token` from `client`.
+pub async fn login_with(
+    client: &reqwest::Client,
+    http: SocketAddr,
+    brand: &str,
+    token: &str,
+) -> reqwest::Response {
+    client
         .post(format!("http://{http}/brands/{brand}/login"))
         .form(&[("token", token)])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A cookie-keeping HTTP client signed in to `brand`'s dashboard.
+pub async fn signed_in(http: SocketAddr, brand: &str, token: &str) -> reqwest::Client {
+    let client = browser(true);
+    let resp = login_with(&client, http, brand, token).await;
     assert_eq!(resp.status(), 303, "sign-in redirects to the dashboard");
-    browser
+    client
 }
 
 /// Posts the sign-in form once; status and `Location` header.
 pub async fn post_login(http: SocketAddr, brand: &str, token: &str) -> (u16, Option<String>) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = client
-        .post(format!("http://{http}/brands/{brand}/login"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
+    let resp = login_with(&browser(false), http, brand, token).await;
     let location = resp
         .headers()
         .get(reqwest::header::LOCATION)
