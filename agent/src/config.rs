@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use caidan_profiles::{Profile, Scene};
 use caidan_sync::contract::Name;
 use caidan_sync::credentials::{TokenHash, TokenSet};
+use caidan_sync::keys::TrustedKeys;
 use serde::Deserialize;
 
 use crate::secrets::{HmacKey, SigningSeed};
@@ -35,9 +36,22 @@ pub struct AgentConfig {
     /// Overrides of the firmware profile's sync policy, as operators push them.
     #[serde(default)]
     pub sync: SyncOverrides,
+    /// Keys this device trusts, by what they sign.
+    #[serde(default)]
+    pub trust: TrustConfig,
     /// The bundled profile `device.profile` names, resolved when the config is loaded.
     #[serde(skip)]
     resolved: Option<Profile>,
+}
+
+/// Public keys the device trusts (`ed25519:<hex>`), each list rotatable by listing the new key
+/// beside the old one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Data bank keys: the outbox is trimmed only on acknowledgements they signed.
+    #[serde(default)]
+    pub databank: TrustedKeys,
 }
 
 /// Sync policy fields an operator may set for one device; unset ones come from the profile.

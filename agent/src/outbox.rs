@@ -81,6 +81,7 @@ pub fn uplink_config(cfg: &AgentConfig, broker: BrokerUrl, tls: TlsFiles) -> Upl
         cfg.device.fleet.clone(),
         cfg.device.id.clone(),
         broker,
+        cfg.trust.databank.clone(),
         profile_name,
     );
     u.tls = tls;

@@ -221,6 +221,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         cfg.qr.rotation_secs,
     );
     let impressions = Arc::new(Impressions::default());
+    let metrics = Metrics::new();
     let state = AppState {
         device: cfg.device.id.as_str().into(),
         public_url: public_url.trim_end_matches('/').into(),
@@ -230,7 +231,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         claims: ClaimSigner::from_seed(&cfg.secrets.claim_key),
         staff: Arc::new(StaffTokens::new(&cfg.staff)),
         clock: clock.clone(),
-        metrics: Metrics::new(),
+        metrics: metrics.clone(),
         impressions: impressions.clone(),
     };
     let (stop, stopped) = watch::channel(false);
@@ -268,7 +269,9 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
                 shutdown: stop.subscribe(),
                 clock: clock.clone(),
             };
-            Some(spawn_uplink(ucfg, links)?)
+            let handle = spawn_uplink(ucfg, links)?;
+            metrics.watch_uplink(handle.watch_status());
+            Some(handle)
         }
         None => None,
     };

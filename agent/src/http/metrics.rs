@@ -1,8 +1,10 @@
 //! Prometheus metrics: claims, rejections by reason, outbox depth, request latency.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use caidan_sync::clock::Clock;
+use caidan_sync::uplink::UplinkStatus;
+use tokio::sync::watch;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -34,7 +36,14 @@ pub struct Metrics {
     store_budget: Gauge,
     store_full: Gauge,
     impressions_dropped: Gauge,
+    uplink_connected: Gauge,
+    uplink_acked_seq: Gauge,
+    uplink_batches_sent: Gauge,
+    uplink_batches_resent: Gauge,
+    uplink_acks_refused: Gauge,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// The uplink's status, once it runs.
+    uplink: Arc<OnceLock<watch::Receiver<UplinkStatus>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,80 +58,98 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and hands it back.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("caidan");
-        let claims = Family::<Labels, Counter>::default();
-        let rejections = Family::<Labels, Counter>::default();
-        let redemptions = Counter::default();
-        let impressions = Counter::default();
-        let outbox_depth = Gauge::default();
-        let store_used = Gauge::default();
-        let store_budget = Gauge::default();
-        let store_full = Gauge::default();
-        let impressions_dropped = Gauge::default();
-        let latency = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "claims",
-            "New claims handed out, by offer kind and whether a fallback",
-            claims.clone(),
-        );
-        registry.register(
-            "rejections",
-            "Refused requests, by reason",
-            rejections.clone(),
-        );
-        registry.register("redemptions", "Claims redeemed", redemptions.clone());
-        registry.register(
-            "impressions",
-            "QR codes shown on screen",
-            impressions.clone(),
-        );
-        registry.register(
-            "outbox_depth",
-            "Events in the outbox waiting for the data bank",
-            outbox_depth.clone(),
-        );
-        registry.register(
-            "store_used_bytes",
-            "Bytes of store pages in use",
-            store_used.clone(),
-        );
-        registry.register(
-            "store_budget_bytes",
-            "Storage budget of the store",
-            store_budget.clone(),
-        );
-        registry.register(
-            "store_fill_level",
-            "0 normal, 1 past the budget's warning level, 2 full (new eggs refused)",
-            store_full.clone(),
-        );
-        registry.register(
-            "impressions_dropped",
-            "Impressions not stored because the store was full",
-            impressions_dropped.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            latency.clone(),
-        );
+        let mut r = Registry::with_prefix("caidan");
+        let reg = &mut r;
+        let gauge = |reg: &mut Registry, name: &str, help: &str| {
+            registered(reg, name, help, Gauge::default())
+        };
         Self {
-            registry: Arc::new(registry),
-            claims,
-            rejections,
-            redemptions,
-            impressions,
-            outbox_depth,
-            store_used,
-            store_budget,
-            store_full,
-            impressions_dropped,
-            latency,
+            claims: registered(
+                reg,
+                "claims",
+                "New claims handed out, by offer kind and whether a fallback",
+                Family::default(),
+            ),
+            rejections: registered(
+                reg,
+                "rejections",
+                "Refused requests, by reason",
+                Family::default(),
+            ),
+            redemptions: registered(reg, "redemptions", "Claims redeemed", Counter::default()),
+            impressions: registered(
+                reg,
+                "impressions",
+                "QR codes shown on screen",
+                Counter::default(),
+            ),
+            outbox_depth: gauge(
+                reg,
+                "outbox_depth",
+                "Events in the outbox waiting for the data bank",
+            ),
+            store_used: gauge(reg, "store_used_bytes", "Bytes of store pages in use"),
+            store_budget: gauge(reg, "store_budget_bytes", "Storage budget of the store"),
+            store_full: gauge(
+                reg,
+                "store_fill_level",
+                "0 normal, 1 past the budget's warning level, 2 full (new eggs refused)",
+            ),
+            impressions_dropped: gauge(
+                reg,
+                "impressions_dropped",
+                "Impressions not stored because the store was full",
+            ),
+            uplink_connected: gauge(
+                reg,
+                "uplink_connected",
+                "1 while the uplink is connected to its broker",
+            ),
+            uplink_acked_seq: gauge(
+                reg,
+                "uplink_acked_seq",
+                "Highest outbox seq the data bank acknowledged",
+            ),
+            uplink_batches_sent: gauge(reg, "uplink_batches_sent", "Event batches sent"),
+            uplink_batches_resent: gauge(
+                reg,
+                "uplink_batches_resent",
+                "Batches sent again for want of an acknowledgement",
+            ),
+            uplink_acks_refused: gauge(
+                reg,
+                "uplink_acks_refused",
+                "Messages on the ack topic refused: unsigned, forged, garbled or oversized",
+            ),
+            latency: registered(
+                reg,
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+                Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+                    latency_histogram as fn() -> Histogram,
+                ),
+            ),
+            registry: Arc::new(r),
+            uplink: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Reports the uplink's status from now on.
+    pub fn watch_uplink(&self, status: watch::Receiver<UplinkStatus>) {
+        let _ = self.uplink.set(status);
     }
 
     pub fn claim(&self, kind: &str, fallback: bool) {
@@ -157,6 +184,14 @@ impl Metrics {
         self.store_full.set(storage.fill as i64);
         self.impressions_dropped
             .set(clamp(storage.impressions_dropped));
+        if let Some(status) = self.uplink.get() {
+            let u = status.borrow();
+            self.uplink_connected.set(i64::from(u.connected));
+            self.uplink_acked_seq.set(u.acked_seq);
+            self.uplink_batches_sent.set(clamp(u.batches_sent));
+            self.uplink_batches_resent.set(clamp(u.batches_resent));
+            self.uplink_acks_refused.set(clamp(u.acks_refused));
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -113,7 +113,13 @@ async fn databank_connects_with_tls_user_and_password_from_the_environment() {
                         .unwrap();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
-                    let ack = Ack::parse(&p.payload).unwrap();
+                    let ack = Ack::parse_verified(
+                        &p.payload,
+                        common::FLEET,
+                        "auth-d1",
+                        &common::demo_trust(),
+                    )
+                    .unwrap();
                     if ack.seq == 20 {
                         return ack;
                     }

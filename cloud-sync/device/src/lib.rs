@@ -9,6 +9,7 @@ pub mod broker_url;
 pub mod clock;
 pub mod contract;
 pub mod credentials;
+pub mod keys;
 pub mod logs;
 pub mod tls;
 pub mod topics;

@@ -260,6 +260,10 @@ pub async fn start_databank(
             shared_group: group.map(str::to_owned),
             limits: Limits::default(),
             crash_after_commits: None,
+            ack_key: caidan_sync::keys::SecretKey::from_seed_hex(
+                caidan_cloud::databank::auth::DEMO_ACK_KEY,
+            )
+            .expect("the demo ack key"),
         },
         store_path: store,
         http_listen: ([127, 0, 0, 1], 0).into(),

@@ -31,6 +31,8 @@ impl DatabankProc {
             .arg(format!("sqlite:{}", store.display()))
             .arg("--brands")
             .arg(repo::demo_brands())
+            .arg("--ack-key")
+            .arg(repo::demo_ack_key())
             .args(["--http", "127.0.0.1:0", "--client-id", "e2e-databank"])
             .args(extra)
             .envs(env.iter().copied())

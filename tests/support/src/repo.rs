@@ -31,3 +31,8 @@ pub fn demo_catalogue() -> String {
 pub fn demo_brands() -> PathBuf {
     root().join("cloud-sync/cloud/examples/databank/brands.toml")
 }
+
+/// The demo acknowledgement signing key of the data bank, trusted by the demo agent config.
+pub fn demo_ack_key() -> PathBuf {
+    root().join("cloud-sync/cloud/examples/databank/ack.key")
+}

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use caidan_cloud::broker;
-use caidan_cloud::databank::auth::{Access, DEMO_BRANDS};
+use caidan_cloud::databank::auth::{Access, DEMO_ACK_KEY, DEMO_BRANDS};
 use caidan_cloud::databank::{Databank, DatabankConfig, IngestConfig, parse_store_url};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::SystemClock;
 use caidan_sync::contract::{DEFAULT_MAX_BATCH_BYTES, Limits};
+use caidan_sync::keys::SecretKey;
 use caidan_sync::tls::TlsFiles;
 use clap::{Args, Parser, Subcommand};
 use sha2::{Digest, Sha256};
@@ -58,8 +59,17 @@ enum Command {
         /// Access file (TOML): each brand's and operator's API token hash.
         #[arg(long)]
         brands: PathBuf,
+        /// The key acknowledgements are signed with (`caidan-cloud ack-key` makes one);
+        /// devices trust its public key in `trust.databank`.
+        #[arg(long)]
+        ack_key: PathBuf,
         #[command(flatten)]
         common: DatabankArgs,
+    },
+    /// Make an acknowledgement signing key: FILE (the secret, mode 0600) and FILE.pub.
+    AckKey {
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Broker and data bank in one process, for development.
     Dev {
@@ -72,6 +82,9 @@ enum Command {
         /// Brands file; the embedded demo brands when omitted.
         #[arg(long)]
         brands: Option<PathBuf>,
+        /// Acknowledgement signing key; the demo key (trusted by the demo agent) when omitted.
+        #[arg(long)]
+        ack_key: Option<PathBuf>,
         #[command(flatten)]
         common: DatabankArgs,
     },
@@ -101,6 +114,7 @@ fn databank_config(
     tls: TlsFiles,
     store: &str,
     access: Access,
+    ack_key: SecretKey,
     args: DatabankArgs,
     shared: bool,
 ) -> anyhow::Result<DatabankConfig> {
@@ -121,6 +135,7 @@ fn databank_config(
                 max_batch_bytes: args.max_batch_bytes,
             },
             crash_after_commits: args.crash_after_commits,
+            ack_key,
         },
         store_path,
         http_listen: args.http,
@@ -158,24 +173,37 @@ async fn main() -> anyhow::Result<()> {
             mqtt_key,
             store,
             brands,
+            ack_key,
             common,
         } => {
             let broker = BrokerUrl::parse_env(&mqtt)?;
+            let ack_key = SecretKey::load(&ack_key)?;
             let tls = TlsFiles {
                 ca: mqtt_ca,
                 client_cert: mqtt_cert,
                 client_key: mqtt_key,
             };
             let access = Access::load(&brands)?;
-            let cfg = databank_config(broker, tls, &store, access, common, true)?;
+            let cfg = databank_config(broker, tls, &store, access, ack_key, common, true)?;
             let databank = Databank::start(cfg).await?;
             println!("data bank http on {}", databank.http_addr());
             run_until_signal(databank).await;
+        }
+        Command::AckKey { out } => {
+            let key = SecretKey::generate();
+            key.write(&out)?;
+            println!(
+                "secret key: {} (keep it on the data bank hosts only)",
+                out.display()
+            );
+            println!("trust it on each device, in [trust] databank = [...]:");
+            println!("{}", key.public());
         }
         Command::Dev {
             listen,
             store,
             brands,
+            ack_key,
             common,
         } => {
             let b = broker::start(listen).context("starting the development broker")?;
@@ -184,12 +212,24 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => Access::load(&path)?,
                 None => Access::parse("embedded demo brands", DEMO_BRANDS)?,
             };
+            let ack_key = match ack_key {
+                Some(path) => SecretKey::load(&path)?,
+                None => SecretKey::from_seed_hex(DEMO_ACK_KEY)?,
+            };
             let addr = b.local_addr();
             let broker: BrokerUrl = format!("mqtt://{addr}").parse()?;
             // The in-process broker gets a plain subscription: one ingester needs no
             // sharing, and rumqttd's shared groups are the less-tested path across
             // persistent-session reconnects.
-            let cfg = databank_config(broker, TlsFiles::default(), &store, access, common, false)?;
+            let cfg = databank_config(
+                broker,
+                TlsFiles::default(),
+                &store,
+                access,
+                ack_key,
+                common,
+                false,
+            )?;
             let databank = Databank::start(cfg).await?;
             println!("data bank http on {}", databank.http_addr());
             println!(

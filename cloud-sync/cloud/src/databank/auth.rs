@@ -14,6 +14,10 @@ use thiserror::Error;
 /// operator (`demo-operator-token`).
 pub const DEMO_BRANDS: &str = include_str!("../../examples/databank/brands.toml");
 
+/// The demo acknowledgement signing key used by `caidan-cloud dev`; the demo agent config
+/// trusts its public key. For development only: make a real one with `caidan-cloud ack-key`.
+pub const DEMO_ACK_KEY: &str = include_str!("../../examples/databank/ack.key");
+
 /// Why an access file was refused.
 #[derive(Debug, Error)]
 pub enum AccessError {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use caidan_sync::backoff::{backoff, random_seed};
 use caidan_sync::broker_url::{BrokerUrl, BrokerUrlError};
-use caidan_sync::contract::{self, Limits, Name, StateMessage};
+use caidan_sync::contract::{self, Ack, Limits, Name, StateMessage};
+use caidan_sync::keys::SecretKey;
 use caidan_sync::tls::TlsFiles;
 use caidan_sync::topics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::Metrics;
 use super::store::Work;
+use super::store::dead_letter::DeadLetter;
 use super::writer::{Done, WriterHandle};
 
 /// Filter of every device's event batches.
@@ -42,6 +44,8 @@ pub struct IngestConfig {
     /// Crash (abort) once this many batches are committed, before acknowledging: a test hook
     /// standing in for `kill -9` between store and ack.
     pub crash_after_commits: Option<u64>,
+    /// Signs every acknowledgement; devices trust its public key.
+    pub ack_key: SecretKey,
 }
 
 impl IngestConfig {
@@ -85,6 +89,7 @@ pub async fn run(
         done,
         metrics.clone(),
         cfg.crash_after_commits,
+        cfg.ack_key.clone(),
     ));
     let seed = random_seed(&cfg.client_id);
     let mut failures = 0u32;
@@ -144,8 +149,10 @@ pub async fn run(
     .await;
 }
 
-/// Validates one incoming publish and queues it for storage, or drops it (PUBACKed, never
-/// acknowledged). Returns `false` when the writer is gone.
+/// Checks one incoming publish and queues it for the writer: as data when it is valid, as a
+/// dead letter with its reason when not. Either way it is confirmed to the broker only after
+/// the writer committed it, so nothing is lost and nothing comes back in a loop. Returns
+/// `false` when the writer is gone.
 async fn handle_publish(
     cfg: &IngestConfig,
     client: &AsyncClient,
@@ -154,61 +161,60 @@ async fn handle_publish(
     p: Publish,
 ) -> bool {
     let topic = p.topic.clone();
-    let Some((fleet, device, leaf)) = topics::parse_device_topic(&topic) else {
-        tracing::warn!(topic = %contract::ids::shown(&topic), "message on an unexpected topic, dropped");
-        let _ = client.try_ack(&p);
-        return true;
-    };
-    let work = match leaf {
-        "events" => match contract::parse_batch(fleet, device, &p.payload, cfg.limits) {
-            Ok(events) => Work::Batch(events),
-            Err(e) => {
-                tracing::warn!(reason = e.reason(), error = %e, "batch rejected");
-                metrics.reject(e.reason());
-                let _ = client.try_ack(&p);
-                return true;
+    let work = {
+        let set_aside = |reason: &'static str, detail: String| {
+            metrics.reject(reason);
+            Work::DeadLetter(DeadLetter::new(&topic, reason, &detail, &p.payload))
+        };
+        match topics::parse_device_topic(&topic) {
+            None => {
+                tracing::warn!(topic = %contract::ids::shown(&topic), "message on an unexpected topic, set aside");
+                set_aside("unexpected_topic", "not a device topic".into())
             }
-        },
-        "state" => match (Name::new(fleet), Name::new(device)) {
-            // An empty retained message clears the retained state: nothing to store.
-            _ if p.payload.is_empty() => {
-                let _ = client.try_ack(&p);
-                return true;
-            }
-            (Ok(fleet), Ok(device)) => match StateMessage::parse(&p.payload) {
-                Ok(state) => Work::State {
-                    fleet,
-                    device,
-                    state,
-                },
-                Err(e) => {
-                    tracing::warn!(%fleet, %device, error = %e, "state message dropped");
-                    metrics.reject("garbled_state");
-                    let _ = client.try_ack(&p);
-                    return true;
+            Some((fleet, device, "events")) => {
+                match contract::parse_batch(fleet, device, &p.payload, cfg.limits) {
+                    Ok(events) => Work::Batch(events),
+                    Err(e) => {
+                        tracing::warn!(reason = e.reason(), error = %e, "batch rejected, set aside");
+                        set_aside(e.reason(), e.to_string())
+                    }
                 }
-            },
-            _ => {
-                tracing::warn!(topic = %contract::ids::shown(&topic), "state on a topic with a bad name, dropped");
-                metrics.reject("garbled_state");
+            }
+            // An empty retained message clears the retained state: nothing to store.
+            Some((_, _, "state")) if p.payload.is_empty() => {
                 let _ = client.try_ack(&p);
                 return true;
             }
-        },
-        _ => {
-            let _ = client.try_ack(&p);
-            return true;
+            Some((fleet, device, "state")) => match (Name::new(fleet), Name::new(device)) {
+                (Ok(fleet), Ok(device)) => match StateMessage::parse(&p.payload) {
+                    Ok(state) => Work::State {
+                        fleet,
+                        device,
+                        state,
+                    },
+                    Err(e) => {
+                        tracing::warn!(%fleet, %device, error = %e, "state message set aside");
+                        set_aside("garbled_state", e.to_string())
+                    }
+                },
+                _ => set_aside(
+                    "garbled_state",
+                    "fleet or device is not a valid name".into(),
+                ),
+            },
+            Some(_) => set_aside("unexpected_topic", "not a topic the data bank reads".into()),
         }
     };
     writer.submit(work, p).await
 }
 
-/// After each commit: publish the acknowledgements, then PUBACK the stored message.
+/// After each commit: publish the signed acknowledgements, then PUBACK the stored message.
 async fn acknowledge(
     client: AsyncClient,
     mut done: mpsc::UnboundedReceiver<Done<Publish>>,
     metrics: Arc<Metrics>,
     crash_after_commits: Option<u64>,
+    key: SecretKey,
 ) {
     while let Some((result, publish)) = done.recv().await {
         match result {
@@ -217,12 +223,13 @@ async fn acknowledge(
                     tracing::error!("crash hook: aborting between store and acknowledgement");
                     std::process::abort();
                 }
-                for (fleet, device, ack) in outcome.acks {
+                for p in outcome.acks {
+                    let ack = Ack::signed(&p.fleet, &p.device, p.epoch, p.seq, &key);
                     let payload = ack.to_json();
-                    tracing::debug!(%fleet, %device, epoch = %ack.epoch, seq = ack.seq, "ack");
+                    tracing::debug!(fleet = %p.fleet, device = %p.device, epoch = %ack.epoch, seq = ack.seq, "ack");
                     if client
                         .publish(
-                            topics::ack(&fleet, &device),
+                            topics::ack(&p.fleet, &p.device),
                             QoS::AtLeastOnce,
                             false,
                             payload,

@@ -15,22 +15,41 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub transactions: AtomicU64,
     rejected: Mutex<Vec<(&'static str, u64)>>,
+    dead_letters: Mutex<Vec<(&'static str, u64)>>,
+}
+
+fn bump(list: &Mutex<Vec<(&'static str, u64)>>, reason: &'static str) {
+    let mut r = list.lock().unwrap_or_else(|e| e.into_inner());
+    match r.iter_mut().find(|(k, _)| *k == reason) {
+        Some((_, n)) => *n += 1,
+        None => r.push((reason, 1)),
+    }
+}
+
+fn get(list: &Mutex<Vec<(&'static str, u64)>>, reason: &str) -> u64 {
+    let r = list.lock().unwrap_or_else(|e| e.into_inner());
+    r.iter().find(|(k, _)| *k == reason).map_or(0, |(_, n)| *n)
 }
 
 impl Metrics {
     /// Counts one rejected batch under `reason`.
     pub fn reject(&self, reason: &'static str) {
-        let mut r = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        match r.iter_mut().find(|(k, _)| *k == reason) {
-            Some((_, n)) => *n += 1,
-            None => r.push((reason, 1)),
-        }
+        bump(&self.rejected, reason);
     }
 
     /// Batches rejected for `reason` so far.
     pub fn rejected(&self, reason: &str) -> u64 {
-        let r = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        r.iter().find(|(k, _)| *k == reason).map_or(0, |(_, n)| *n)
+        get(&self.rejected, reason)
+    }
+
+    /// Counts one message or event set aside under `reason`.
+    pub fn dead_letter(&self, reason: &'static str) {
+        bump(&self.dead_letters, reason);
+    }
+
+    /// Dead letters kept for `reason` so far.
+    pub fn dead_letters(&self, reason: &str) -> u64 {
+        get(&self.dead_letters, reason)
     }
 
     /// Prometheus text exposition.
@@ -87,6 +106,16 @@ impl Metrics {
         );
         let r = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         for (reason, n) in r.iter() {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+        }
+        drop(r);
+        let name = "caidan_databank_dead_letters_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Messages and events set aside, by reason.\n# TYPE {name} counter"
+        );
+        let d = self.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
+        for (reason, n) in d.iter() {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
         }
         out

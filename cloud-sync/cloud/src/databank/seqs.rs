@@ -39,6 +39,20 @@ impl SeqProgress {
         self.beyond.iter().map(|(s, e)| (*s, *e)).collect()
     }
 
+    /// Whether `seq` was received already.
+    pub fn contains(&self, seq: u64) -> bool {
+        if seq == 0 {
+            return false;
+        }
+        if seq <= self.contiguous {
+            return true;
+        }
+        self.beyond
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, end)| seq <= *end)
+    }
+
     /// Records one received seq (0 is ignored). Returns whether anything changed.
     pub fn record(&mut self, seq: u64) -> bool {
         seq != 0 && self.record_range(seq, seq)
@@ -142,6 +156,9 @@ mod tests {
                 }
                 let reloaded = SeqProgress::from_parts(p.contiguous(), p.ranges());
                 prop_assert_eq!(&reloaded, &p);
+                for probe in 0..62 {
+                    prop_assert_eq!(p.contains(probe), seen.contains(&probe), "contains({})", probe);
+                }
             }
         }
 

@@ -13,6 +13,7 @@ use caidan_cloud::databank::auth::{Access, DEMO_BRANDS};
 use caidan_cloud::databank::{Databank, DatabankConfig, IngestConfig};
 use caidan_sync::clock::SystemClock;
 use caidan_sync::contract::{Ack, Limits};
+use caidan_sync::keys::{SecretKey, TrustedKeys};
 use caidan_sync::tls::TlsFiles;
 use caidan_sync::topics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -23,6 +24,12 @@ pub const DAY_FROM: &str = "2025-03-01T00:00:00Z";
 pub const DAY_TO: &str = "2025-03-02T00:00:00Z";
 /// The demo operator's token (examples/databank/brands.toml).
 pub const OPERATOR: &str = "demo-operator-token";
+
+/// What a device trusts: the demo data bank key's public half.
+pub fn demo_trust() -> TrustedKeys {
+    let key = SecretKey::from_seed_hex(caidan_cloud::databank::auth::DEMO_ACK_KEY).unwrap();
+    TrustedKeys::new(vec![key.public()])
+}
 
 /// A test epoch: a UUID ending in `tag` (hex digits).
 pub fn epoch(tag: u16) -> String {
@@ -119,10 +126,12 @@ impl TestClient {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let ack: Ack = serde_json::from_slice(&p.payload).expect("ack payload");
-                        let device = topics::parse_device_topic(&p.topic)
-                            .map(|(_, d, _)| d.to_owned())
+                        let (fleet, device) = topics::parse_device_topic(&p.topic)
+                            .map(|(f, d, _)| (f.to_owned(), d.to_owned()))
                             .unwrap_or_default();
+                        // As a device would: only an ack signed by the trusted bank key counts.
+                        let ack = Ack::parse_verified(&p.payload, &fleet, &device, &demo_trust())
+                            .expect("a signed acknowledgement");
                         let prefix = store
                             .as_deref()
                             .map_or(0, |s| stored_prefix(s, &device, &ack.epoch.to_string()));
@@ -202,6 +211,8 @@ pub async fn start_databank(
             shared_group: group.map(str::to_owned),
             limits: Limits::default(),
             crash_after_commits: None,
+            ack_key: SecretKey::from_seed_hex(caidan_cloud::databank::auth::DEMO_ACK_KEY)
+                .expect("the demo ack key"),
         },
         store_path: store.to_path_buf(),
         http_listen: "127.0.0.1:0".parse().unwrap(),

@@ -13,7 +13,7 @@ pub mod event;
 pub mod ids;
 pub mod state;
 
-pub use ack::{Ack, AckError};
+pub use ack::{Ack, AckError, ack_message};
 pub use batch::{BatchError, DEFAULT_MAX_BATCH_BYTES, Limits, Received, parse_batch};
 pub use caidan_profiles::Scene;
 pub use data::{

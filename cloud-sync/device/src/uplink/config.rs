@@ -6,6 +6,7 @@ use rumqttc::MqttOptions;
 
 use crate::broker_url::{BrokerUrl, BrokerUrlError};
 use crate::contract::Name;
+use crate::keys::TrustedKeys;
 use crate::tls::TlsFiles;
 
 /// Batching and timing knobs of the core.
@@ -85,6 +86,9 @@ pub struct UplinkConfig {
     pub tls: TlsFiles,
     /// Batching, timers and policy of the core.
     pub core: CoreConfig,
+    /// The data bank keys an acknowledgement must be signed by; the outbox is trimmed only
+    /// on one that verifies.
+    pub ack_keys: TrustedKeys,
     /// Firmware profile name, reported in the state message.
     pub profile: Name,
     /// Running config version, reported in the state message (see
@@ -95,7 +99,13 @@ pub struct UplinkConfig {
 impl UplinkConfig {
     /// Defaults: 100 events or 64 KiB a batch, 200 ms linger, 10 s ack timeout, 8 batches in
     /// flight, reconnect backoff 250 ms doubling to 30 s, state every 60 s.
-    pub fn new(fleet: Name, device: Name, broker: BrokerUrl, profile: Name) -> Self {
+    pub fn new(
+        fleet: Name,
+        device: Name,
+        broker: BrokerUrl,
+        ack_keys: TrustedKeys,
+        profile: Name,
+    ) -> Self {
         let mut core = CoreConfig::new(100, 64 * 1024, 8);
         core.backoff_seed = crate::backoff::random_seed(&device);
         UplinkConfig {
@@ -104,6 +114,7 @@ impl UplinkConfig {
             broker,
             tls: TlsFiles::default(),
             core,
+            ack_keys,
             profile,
             config_version: None,
         }
@@ -118,6 +129,12 @@ impl UplinkConfig {
         let invalid = |field: &'static str, reason: &'static str| {
             Err(UplinkError::InvalidConfig { field, reason })
         };
+        if self.ack_keys.is_empty() {
+            return invalid(
+                "ack_keys",
+                "no data bank key is trusted, so no acknowledgement could be verified (set trust.databank)",
+            );
+        }
         let c = &self.core;
         if c.batch_max_events == 0 {
             return invalid("batch_max_events", "must be at least 1");
@@ -147,10 +164,12 @@ mod tests {
 
     fn cfg(url: &str) -> UplinkConfig {
         let name = |s: &str| Name::new(s).unwrap();
+        let bank = crate::keys::SecretKey::generate().public();
         UplinkConfig::new(
             name("demo"),
             name("kiosk-1"),
             url.parse().unwrap(),
+            TrustedKeys::new(vec![bank]),
             name("kiosk"),
         )
     }
@@ -183,5 +202,14 @@ mod tests {
         ));
         let c = cfg("mqtts://127.0.0.1:2883");
         assert!(matches!(c.validate(), Err(UplinkError::BrokerUrl(_))));
+        let mut c = cfg("mqtt://127.0.0.1:2883");
+        c.ack_keys = TrustedKeys::default();
+        assert!(matches!(
+            c.validate(),
+            Err(UplinkError::InvalidConfig {
+                field: "ack_keys",
+                ..
+            })
+        ));
     }
 }

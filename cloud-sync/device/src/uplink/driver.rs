@@ -53,6 +53,7 @@ struct Driver<S: OutboxSource> {
     state_wanted: bool,
     depth: Option<i64>,
     last_error: Option<String>,
+    acks_refused: u64,
     shopper_marks: u64,
     status_tx: watch::Sender<UplinkStatus>,
 }
@@ -113,6 +114,7 @@ pub(super) async fn run<S: OutboxSource>(
         state_wanted: false,
         depth: None,
         last_error: None,
+        acks_refused: 0,
         shopper_marks: shoppers.count(),
         status_tx,
     };
@@ -323,10 +325,15 @@ impl<S: OutboxSource> Driver<S> {
 
     fn on_ack(&mut self, payload: &[u8]) {
         let device = &self.cfg.device;
-        let ack = match Ack::parse(payload) {
+        let ack = match Ack::parse_verified(payload, &self.cfg.fleet, device, &self.cfg.ack_keys) {
             Ok(a) => a,
             Err(e) => {
-                warn!(%device, error = %e, "garbled acknowledgement ignored");
+                self.acks_refused += 1;
+                // A flood of forgeries must not flood the log: the first few, then every
+                // thousandth, each with the running count.
+                if self.acks_refused <= 10 || self.acks_refused.is_multiple_of(1000) {
+                    warn!(%device, reason = e.reason(), error = %e, refused = self.acks_refused, "acknowledgement refused; outbox untouched");
+                }
                 return;
             }
         };
@@ -356,6 +363,7 @@ impl<S: OutboxSource> Driver<S> {
             batches_resent: c.batches_resent,
             connects: c.connects,
             failures: c.failures,
+            acks_refused: self.acks_refused,
             outbox_depth: self.depth,
             last_error: self.last_error.clone(),
         };

@@ -80,6 +80,8 @@ pub struct UplinkStatus {
     pub connects: u64,
     /// Failed connection attempts in a row.
     pub failures: u32,
+    /// Messages on the ack topic refused (unsigned, forged, garbled, oversized) since start.
+    pub acks_refused: u64,
     /// Outbox depth when last read (after each trim and state refresh).
     pub outbox_depth: Option<i64>,
     pub last_error: Option<String>,

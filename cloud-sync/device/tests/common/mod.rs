@@ -10,6 +10,7 @@ use std::time::Duration;
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::{Clock, SystemClock};
 use caidan_sync::contract::{self, Ack, Name};
+use caidan_sync::keys::{SecretKey, TrustedKeys};
 use caidan_sync::tls::TlsFiles;
 use caidan_sync::topics;
 use caidan_sync::uplink::{
@@ -26,6 +27,11 @@ use uuid::Uuid;
 pub use caidan_testkit::{Mosquitto, TestPki};
 
 pub const FLEET: &str = "demo";
+
+/// The fake data bank's signing key; [`test_config`] trusts it.
+pub fn bank_key() -> SecretKey {
+    SecretKey::from_seed_hex(&"5a".repeat(32)).unwrap()
+}
 const SHOPPER: &str = "ab12ab12ab12ab12ab12ab12ab12ab12";
 
 /// TLS files of a test identity.
@@ -261,7 +267,9 @@ impl FakeBank {
                                 }
                             }
                             let seq = s.contiguous(&device, &epoch.to_string());
-                            s.ack.then(|| Ack { epoch, seq }.to_json())
+                            s.ack.then(|| {
+                                Ack::signed(&fleet, &device, epoch, seq, &bank_key()).to_json()
+                            })
                         };
                         if let Some(ack) = ack {
                             let _ = client.try_publish(
@@ -303,6 +311,7 @@ pub fn test_config(device: &str, url: &str) -> UplinkConfig {
         name(FLEET),
         name(device),
         url.parse().unwrap(),
+        TrustedKeys::new(vec![bank_key().public()]),
         name("kiosk-test"),
     );
     cfg.core.batch_max_events = 50;

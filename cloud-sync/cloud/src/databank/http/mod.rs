@@ -133,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/brands/{brand}/funnel", get(funnel_api))
         .route("/api/v1/devices", get(devices))
+        .route("/api/v1/dead-letters", get(dead_letters))
         .route("/brands/{brand}/dashboard", get(dashboard_page))
         .route("/brands/{brand}/login", get(login_page).post(login))
         .route("/brands/{brand}/logout", post(logout))
@@ -312,6 +313,26 @@ async fn logout(Path(brand): Path<String>, jar: CookieJar) -> Response {
     let gone = Cookie::build((BRAND_COOKIE, "")).path(format!("/brands/{brand}/"));
     let to = format!("/brands/{brand}/login");
     (jar.remove(gone), Redirect::to(&to)).into_response()
+}
+
+/// `limit` of the dead-letter listing (default 100, at most 1,000).
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/dead-letters`: what the data bank set aside, newest first (operators).
+async fn dead_letters(
+    State(s): State<ApiState>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.operator(&headers)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = s
+        .read(move |c| super::store::dead_letter::list(c, limit))
+        .await?;
+    Ok(Json(json!({ "dead_letters": rows })))
 }
 
 async fn devices(

@@ -9,6 +9,7 @@
 //! always merged, never overwritten, and every acknowledgement is the store's true highest
 //! contiguous seq as of the commit.
 
+pub mod dead_letter;
 mod progress;
 mod schema;
 
@@ -16,12 +17,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use caidan_sync::clock::Clock;
-use caidan_sync::contract::{Ack, EventData, Name, Received, StateMessage};
-use rusqlite::{Connection, TransactionBehavior, params};
+use caidan_sync::contract::{EventData, Name, Received, StateMessage};
+use caidan_sync::topics;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 use uuid::Uuid;
 
 use super::checkpoint::Checkpointer;
+use dead_letter::DeadLetter;
 use progress::{ProgressKey, Touched};
 
 pub use schema::{BUSY_TIMEOUT, PAGE_SIZE, SCHEMA_VERSION, open_connection};
@@ -35,6 +38,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("store schema version {found} is newer than this build ({supported})")]
     NewerSchema { found: i64, supported: i64 },
+    #[error("refused: {0}")]
+    Refused(String),
     #[error("corrupt sequence progress for {device}/{epoch}: {reason}")]
     CorruptProgress {
         device: String,
@@ -44,6 +49,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the work itself is refused (a constraint or a value SQLite will not take):
+    /// applying it again would fail again, so it is set aside rather than retried.
+    pub fn is_poison(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::TypeMismatch)
+        ) || matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_))
+        )
+    }
+
     /// Whether another writer on the same file held the write lock past [`BUSY_TIMEOUT`]:
     /// nothing was written, and the same work may be applied again.
     pub fn is_busy(&self) -> bool {
@@ -66,6 +84,8 @@ pub enum Work {
         device: Name,
         state: StateMessage,
     },
+    /// A message that cannot be stored or acknowledged, kept with its reason.
+    DeadLetter(DeadLetter),
 }
 
 /// The result of one committed [`Work`].
@@ -73,8 +93,22 @@ pub enum Work {
 pub struct Outcome {
     pub inserted: u64,
     pub duplicates: u64,
-    /// Acknowledgements to publish: `(fleet, device, ack)`, one per epoch in the batch.
-    pub acks: Vec<(String, String, Ack)>,
+    /// What to acknowledge: one per (device, epoch) in the batch.
+    pub acks: Vec<Progress>,
+    /// Events refused because their id or seq was already stored elsewhere (kept as dead
+    /// letters, their seqs not counted as received), by reason.
+    pub conflicts: Vec<&'static str>,
+    /// Dead letters this work kept, by reason.
+    pub dead_letters: Vec<&'static str>,
+}
+
+/// A device epoch's highest contiguous seq as of a commit: what an acknowledgement says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub fleet: String,
+    pub device: String,
+    pub epoch: Uuid,
+    pub seq: u64,
 }
 
 /// Page cache of the writer's connection, in KiB: the data bank runs on a server, and a
@@ -136,58 +170,7 @@ impl Store {
                 let mut outcome = Outcome::default();
                 match item {
                     Work::Batch(events) => {
-                        let mut epochs: Vec<ProgressKey> = Vec::new();
-                        // A batch is one device's, nearly always of one epoch: seqs are
-                        // gathered per run of one key and merged when the key changes.
-                        let mut run: Option<(&str, &str, Uuid)> = None;
-                        let mut seqs: Vec<u64> = Vec::with_capacity(events.len());
-                        let (mut id_buf, mut epoch_buf) = ([0u8; 36], [0u8; 36]);
-                        for r in events {
-                            let e = &r.event;
-                            let brands = match &e.data {
-                                EventData::Impression(_) | EventData::Scan(_) => {
-                                    serde_json::to_string(e.data.brands()).ok()
-                                }
-                                _ => None,
-                            };
-                            let count = matches!(e.data, EventData::Impression(_))
-                                .then(|| e.data.count() as i64);
-                            let n = insert.execute(params![
-                                uuid_text(&e.id, &mut id_buf),
-                                e.fleet.as_str(),
-                                e.device.as_str(),
-                                uuid_text(&e.epoch, &mut epoch_buf),
-                                e.seq as i64,
-                                e.event_type().as_str(),
-                                e.time.as_millisecond(),
-                                e.brand().map(|b| b.as_str()),
-                                e.offer().map(|o| o.as_str()),
-                                e.data.scene().as_str(),
-                                e.data.shopper().map(|s| s.as_str()),
-                                count,
-                                brands,
-                                r.raw
-                            ])?;
-                            if n == 1 {
-                                outcome.inserted += 1;
-                            } else {
-                                outcome.duplicates += 1;
-                            }
-                            let key = (e.fleet.as_str(), e.device.as_str(), e.epoch);
-                            if let Some(prev) = run.filter(|r| *r != key) {
-                                record(&tx, &mut touched, &mut epochs, prev, &mut seqs)?;
-                            }
-                            run = Some(key);
-                            seqs.push(e.seq);
-                        }
-                        if let Some(last) = run {
-                            record(&tx, &mut touched, &mut epochs, last, &mut seqs)?;
-                        }
-                        for key in epochs {
-                            let seq = touched.contiguous(&key);
-                            let epoch = key.2.parse().expect("stored from a UUID");
-                            outcome.acks.push((key.0, key.1, Ack { epoch, seq }));
-                        }
+                        apply_batch(&tx, &mut insert, &mut touched, events, now, &mut outcome)?;
                     }
                     Work::State {
                         fleet,
@@ -216,6 +199,10 @@ impl Store {
                             ],
                         )?;
                     }
+                    Work::DeadLetter(letter) => {
+                        dead_letter::put(&tx, letter, now)?;
+                        outcome.dead_letters.push(letter.reason);
+                    }
                 }
                 outcomes.push(outcome);
             }
@@ -235,20 +222,110 @@ impl Store {
     }
 }
 
-/// Records the seqs of one run of `key` and notes the key for an acknowledgement.
-fn record(
+/// Stores one batch: each event once by id, bound to its (device, epoch, seq). An event
+/// whose id is stored at another seq, or whose seq is stored under another id, is set
+/// aside as a dead letter and its seq is not counted as received.
+fn apply_batch(
     tx: &rusqlite::Transaction<'_>,
+    insert: &mut rusqlite::CachedStatement<'_>,
     touched: &mut Touched,
-    epochs: &mut Vec<ProgressKey>,
-    (fleet, device, epoch): (&str, &str, Uuid),
-    seqs: &mut Vec<u64>,
+    events: &[Received],
+    now: i64,
+    outcome: &mut Outcome,
 ) -> Result<(), StoreError> {
-    let mut buf = [0u8; 36];
-    let epoch = uuid_text(&epoch, &mut buf);
-    touched.record(tx, (fleet, device, epoch), seqs)?;
-    let key: ProgressKey = (fleet.to_owned(), device.to_owned(), epoch.to_owned());
-    if !epochs.contains(&key) {
-        epochs.push(key);
+    let mut epochs: Vec<ProgressKey> = Vec::new();
+    let (mut id_buf, mut epoch_buf) = ([0u8; 36], [0u8; 36]);
+    // A batch is one device's, nearly always of one epoch: the progress is looked up once
+    // per run of one key.
+    let mut run: Option<(&str, &str, uuid::Uuid)> = None;
+    let mut progress = None;
+    for r in events {
+        let e = &r.event;
+        let id = uuid_text(&e.id, &mut id_buf);
+        let epoch = uuid_text(&e.epoch, &mut epoch_buf);
+        let key = (e.fleet.as_str(), e.device.as_str(), e.epoch);
+        if run != Some(key) {
+            let owned: ProgressKey = (key.0.to_owned(), key.1.to_owned(), epoch.to_owned());
+            if !epochs.contains(&owned) {
+                epochs.push(owned);
+            }
+            run = Some(key);
+            progress = None;
+        }
+        let p = match progress.take() {
+            Some(p) => p,
+            None => touched.progress_mut(tx, (key.0, key.1, epoch))?,
+        };
+        let conflict = if p.contains(e.seq) {
+            // Seen before: a redelivery of the same record, or another id at that seq.
+            let stored: Option<(String, String, String, i64)> = tx
+                .prepare_cached("SELECT fleet, device, epoch, seq FROM events WHERE id = ?1")?
+                .query_row([id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .optional()?;
+            let same = stored.is_some_and(|(f, d, ep, sq)| {
+                f == key.0 && d == key.1 && ep == epoch && sq == e.seq as i64
+            });
+            (!same).then_some("seq_conflict")
+        } else {
+            let brands = match &e.data {
+                EventData::Impression(_) | EventData::Scan(_) => {
+                    serde_json::to_string(e.data.brands()).ok()
+                }
+                _ => None,
+            };
+            let count = matches!(e.data, EventData::Impression(_)).then(|| e.data.count() as i64);
+            let n = insert.execute(params![
+                id,
+                key.0,
+                key.1,
+                epoch,
+                e.seq as i64,
+                e.event_type().as_str(),
+                e.time.as_millisecond(),
+                e.brand().map(|b| b.as_str()),
+                e.offer().map(|o| o.as_str()),
+                e.data.scene().as_str(),
+                e.data.shopper().map(|s| s.as_str()),
+                count,
+                brands,
+                r.raw
+            ])?;
+            // Not inserted although its seq is new: the id is stored at another place.
+            (n == 0).then_some("id_conflict")
+        };
+        match conflict {
+            None => {
+                if p.record(e.seq) {
+                    outcome.inserted += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+            Some(reason) => {
+                let topic = topics::events(key.0, key.1);
+                let detail = format!("event {} at seq {}", e.id, e.seq);
+                dead_letter::put(
+                    tx,
+                    &DeadLetter::new(&topic, reason, &detail, r.raw.as_bytes()),
+                    now,
+                )?;
+                outcome.conflicts.push(reason);
+            }
+        }
+        progress = Some(p);
+    }
+    for key in epochs {
+        let seq = touched.contiguous(&key);
+        let epoch = key.2.parse().expect("stored from a UUID");
+        let (fleet, device, _) = key;
+        outcome.acks.push(Progress {
+            fleet,
+            device,
+            epoch,
+            seq,
+        });
     }
     Ok(())
 }

@@ -19,26 +19,21 @@ pub struct Touched {
 }
 
 impl Touched {
-    /// Records `seqs` (all of `key`) in that key's progress, loading it from the store the
-    /// first time the transaction touches it.
-    pub fn record(
+    /// The progress of `key` as of this transaction, loaded from the store the first time
+    /// the transaction touches it.
+    pub fn progress_mut(
         &mut self,
         tx: &Transaction<'_>,
         key: (&str, &str, &str),
-        seqs: &mut Vec<u64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut SeqProgress, StoreError> {
         let key: ProgressKey = (key.0.to_owned(), key.1.to_owned(), key.2.to_owned());
-        let progress = match self.progress.entry(key) {
+        Ok(match self.progress.entry(key) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 let p = load(tx, v.key())?;
                 v.insert(p)
             }
-        };
-        for seq in seqs.drain(..) {
-            progress.record(seq);
-        }
-        Ok(())
+        })
     }
 
     /// The highest contiguous seq of `key` as of this transaction.

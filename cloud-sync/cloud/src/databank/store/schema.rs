@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// Schema version kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE events (
@@ -48,6 +48,24 @@ CREATE TABLE devices (
 );
 ";
 
+/// v1 -> v2: messages set aside, one row per distinct payload of a topic.
+const SCHEMA_V2: &str = "
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    head TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    UNIQUE (topic, sha256)
+);
+CREATE INDEX dead_letters_last ON dead_letters(last_ms);
+";
+
 /// Page size of a newly created store, in bytes.
 pub const PAGE_SIZE: i64 = 8192;
 
@@ -78,14 +96,18 @@ pub fn open_connection(path: &Path, writable: bool) -> Result<Connection, StoreE
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version = schema_version(conn)?;
-    if version < 1 {
-        // Another ingester may be creating the same file right now: take the write lock
+    if version < SCHEMA_VERSION {
+        // Another ingester may be migrating the same file right now: take the write lock
         // first, then look again.
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let created = schema_version(conn).and_then(|v| {
             if v < 1 {
-                conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;"))?;
+                conn.execute_batch(SCHEMA_V1)?;
             }
+            if v < 2 {
+                conn.execute_batch(SCHEMA_V2)?;
+            }
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             Ok(())
         });
         match created {

@@ -60,14 +60,14 @@ fn dedups_and_acks_contiguous_across_reopen() {
         let out = store
             .apply(&[Work::Batch(vec![a.clone()]), Work::Batch(vec![c.clone()])])
             .unwrap();
-        assert_eq!(out[0].acks[0].2.seq, 1);
-        assert_eq!(out[1].acks[0].2.seq, 1, "gap at 2");
+        assert_eq!(out[0].acks[0].seq, 1);
+        assert_eq!(out[1].acks[0].seq, 1, "gap at 2");
     }
     let mut store = Store::open(&path, clock()).unwrap();
     let out = store.apply(&[Work::Batch(vec![a, b])]).unwrap();
     assert_eq!(out[0].inserted, 1);
     assert_eq!(out[0].duplicates, 1);
-    assert_eq!(out[0].acks[0].2.seq, 3, "3 remembered beyond the gap");
+    assert_eq!(out[0].acks[0].seq, 3, "3 remembered beyond the gap");
     assert_eq!(store.event_count().unwrap(), 3);
 }
 
@@ -76,7 +76,7 @@ fn batch(device: &str, epoch: &str, seqs: std::ops::RangeInclusive<u64>) -> Work
 }
 
 fn ack_of(out: &[Outcome]) -> u64 {
-    out.last().unwrap().acks[0].2.seq
+    out.last().unwrap().acks[0].seq
 }
 
 /// Two stores (two ingesters) on one file, batches of one device alternating between
