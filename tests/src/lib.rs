@@ -74,3 +74,17 @@ pub async fn claim_many(base: &str, prefix: &str, n: usize, parallel: usize) -> 
     }
     total
 }
+
+/// A figure from an agent's `/metrics` (the first sample named `name`).
+pub fn metric(agent: &Agent, name: &str) -> Option<f64> {
+    let text = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", &agent.metrics_url()])
+        .output()
+        .ok()?
+        .stdout;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -37,6 +37,7 @@ pub struct Metrics {
     store_full: Gauge,
     impressions_dropped: Gauge,
     uplink_connected: Gauge,
+    uplink_connects: Gauge,
     uplink_acked_seq: Gauge,
     uplink_batches_sent: Gauge,
     uplink_batches_resent: Gauge,
@@ -118,6 +119,11 @@ impl Metrics {
                 "uplink_connected",
                 "1 while the uplink is connected to its broker",
             ),
+            uplink_connects: gauge(
+                reg,
+                "uplink_connects",
+                "Connections the uplink made to its broker",
+            ),
             uplink_acked_seq: gauge(
                 reg,
                 "uplink_acked_seq",
@@ -187,6 +193,7 @@ impl Metrics {
         if let Some(status) = self.uplink.get() {
             let u = status.borrow();
             self.uplink_connected.set(i64::from(u.connected));
+            self.uplink_connects.set(clamp(u.connects));
             self.uplink_acked_seq.set(u.acked_seq);
             self.uplink_batches_sent.set(clamp(u.batches_sent));
             self.uplink_batches_resent.set(clamp(u.batches_resent));

@@ -99,6 +99,11 @@ impl AgentProc {
         }
     }
 
+    /// Where the agent serves `/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.base)
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         self.proc.kill9();
@@ -123,4 +128,17 @@ pub fn agent_outbox(data: &Path) -> (i64, i64) {
         )
         .expect("outbox high-water mark");
     (depth, last)
+}
+
+/// The store epoch of an agent store, read from outside the process.
+pub fn agent_epoch(data: &Path) -> String {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("agent.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("agent store");
+    conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+        r.get(0)
+    })
+    .expect("the store's epoch")
 }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// Serialises builds of missing binaries between the tests of one process.
-static BUILD: Mutex<()> = Mutex::new(());
+/// Binaries already brought up to date by this test process.
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// `target/<profile>/`, the folder of the running test binary's parent.
 fn profile_dir() -> PathBuf {
@@ -17,13 +17,14 @@ fn profile_dir() -> PathBuf {
         .to_owned()
 }
 
-/// Path of the workspace binary `name` of package `package`, built first when missing (a
-/// test run with `-p` builds only that package's own binaries).
+/// Path of the workspace binary `name` of package `package`, brought up to date once per
+/// test process: a test run with `-p` builds only that package's own binaries, and an
+/// older build left in `target/` must not stand in for the code under test.
 pub fn binary(package: &str, name: &str) -> PathBuf {
     let dir = profile_dir();
     let path = dir.join(name);
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", package, "--bin", name]);
@@ -36,6 +37,7 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
             "could not build {package}/{name} into {}",
             dir.display()
         );
+        built.push(name.to_owned());
     }
     path
 }

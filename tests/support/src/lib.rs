@@ -17,7 +17,7 @@ pub mod proc;
 pub mod repo;
 pub mod wait;
 
-pub use agent::{AgentProc, agent_outbox};
+pub use agent::{AgentProc, agent_epoch, agent_outbox};
 pub use databank::{DatabankCounts, DatabankProc};
 pub use http::get_json;
 pub use mosquitto::Mosquitto;

@@ -53,18 +53,19 @@ impl TestPki {
         let key = KeyPair::generate().expect("key");
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
         let cert = params.signed_by(&key, &issuer).expect("certificate");
-        std::fs::write(self.dir.join(format!("{name}.pem")), cert.pem()).expect("write pem");
-        std::fs::write(self.dir.join(format!("{name}.key")), key.serialize_pem())
-            .expect("write key");
-        self.identity(name)
+        let id = self.identity(name);
+        std::fs::write(&id.cert, cert.pem()).expect("write pem");
+        std::fs::write(&id.key, key.serialize_pem()).expect("write key");
+        id
     }
 
-    /// Files of an identity issued earlier.
+    /// Files of an identity issued earlier (a `/` in the name becomes `_` in file names).
     pub fn identity(&self, name: &str) -> TlsPaths {
+        let file = name.replace('/', "_");
         TlsPaths {
             ca: self.ca(),
-            cert: self.dir.join(format!("{name}.pem")),
-            key: self.dir.join(format!("{name}.key")),
+            cert: self.dir.join(format!("{file}.pem")),
+            key: self.dir.join(format!("{file}.key")),
         }
     }
 

@@ -3,7 +3,7 @@
 //! then PUBACKs the message (manual acks), so a crash before the commit means redelivery.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::time::Duration;
 
 use caidan_sync::backoff::{backoff, random_seed};
@@ -101,6 +101,7 @@ pub async fn run(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(c))) => {
                 failures = 0;
+                metrics.broker_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(client_id = %cfg.client_id, session_present = c.session_present, "connected to broker");
                 let filters = [
                     (cfg.events_filter(), QoS::AtLeastOnce),

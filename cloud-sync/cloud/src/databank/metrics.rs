@@ -14,6 +14,8 @@ pub struct Metrics {
     pub state_updates: AtomicU64,
     pub store_errors: AtomicU64,
     pub transactions: AtomicU64,
+    /// Connections made to the broker (1 in a steady run; more after outages).
+    pub broker_connects: AtomicU64,
     rejected: Mutex<Vec<(&'static str, u64)>>,
     dead_letters: Mutex<Vec<(&'static str, u64)>>,
 }
@@ -70,6 +72,11 @@ impl Metrics {
                 "caidan_databank_events_duplicate_total",
                 "Events already stored (redeliveries).",
                 &self.events_duplicate,
+            ),
+            (
+                "caidan_databank_broker_connects_total",
+                "Connections made to the broker.",
+                &self.broker_connects,
             ),
             (
                 "caidan_databank_acks_published_total",

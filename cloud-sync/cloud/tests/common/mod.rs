@@ -376,3 +376,14 @@ pub async fn post_login(http: SocketAddr, brand: &str, token: &str) -> (u16, Opt
         .map(str::to_owned);
     (resp.status().as_u16(), location)
 }
+
+/// Waits until the data bank counted at least `n` duplicate events.
+pub async fn wait_for_duplicates(db: &Databank, n: u64, within: Duration) -> bool {
+    caidan_testkit::eventually(within, || {
+        db.metrics()
+            .events_duplicate
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= n
+    })
+    .await
+}

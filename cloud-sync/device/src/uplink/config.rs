@@ -31,6 +31,10 @@ pub struct CoreConfig {
     pub max_backoff: Duration,
     /// Spreads the reconnect delays of a fleet (see [`crate::backoff`]).
     pub backoff_seed: u64,
+    /// A connection that lasted this long counts as a success: the next failure starts the
+    /// backoff again. One that broke sooner (a broker that accepts, then drops us) keeps
+    /// doubling it.
+    pub stable_after: Duration,
     /// How recently a shopper must have claimed for the uplink to step aside.
     pub shopper_window: Duration,
     /// Least time between two outbox reads while stepping aside.
@@ -51,6 +55,7 @@ impl CoreConfig {
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             backoff_seed: 0,
+            stable_after: Duration::from_secs(30),
             shopper_window: Duration::from_secs(1),
             shopper_yield: Duration::from_millis(20),
         }

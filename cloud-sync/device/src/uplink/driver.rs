@@ -21,6 +21,12 @@ use crate::clock::Clock;
 use crate::contract::{Ack, StateMessage};
 use crate::topics;
 
+/// Largest message the uplink takes off the wire. Anything on its topics above the (1 KiB)
+/// acknowledgement limit is refused, but the packet must be read to be refused: one bigger
+/// than this would break the connection, and a retained one would keep breaking it. The
+/// shipped broker config caps messages below this (`message_size_limit`).
+pub const MAX_INCOMING_BYTES: usize = 4 * 1024 * 1024;
+
 /// How long shutdown waits for the offline state and DISCONNECT to be written.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
@@ -93,6 +99,10 @@ pub(super) async fn run<S: OutboxSource>(
         true,
     ));
     opts.set_clean_session(true);
+    opts.set_max_packet_size(
+        MAX_INCOMING_BYTES,
+        crate::broker_url::DEFAULT_MAX_PACKET_BYTES,
+    );
     let cap = cfg.core.max_in_flight * 2 + 16;
     let (client, mut eventloop) = AsyncClient::new(opts, cap);
     // Batches and acks are small request/response exchanges: Nagle's algorithm against the

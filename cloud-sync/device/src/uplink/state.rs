@@ -45,6 +45,7 @@ pub struct UplinkCore {
     connects: u64,
     failures: u32,
     reconnect_at: Option<Instant>,
+    connected_at: Option<Instant>,
     last_shopper: Option<Instant>,
     acked: i64,
     /// Highest `through` handed out in a [`Action::Trim`].
@@ -87,6 +88,7 @@ impl UplinkCore {
             connects: 0,
             failures: 0,
             reconnect_at: None,
+            connected_at: None,
             last_shopper: None,
             acked: 0,
             trim_requested: 0,
@@ -142,7 +144,7 @@ impl UplinkCore {
     pub fn handle_connected(&mut self, now: Instant) {
         self.connected = true;
         self.connects += 1;
-        self.failures = 0;
+        self.connected_at = Some(now);
         self.reconnect_at = None;
         for b in &mut self.in_flight {
             b.sent_at = None;
@@ -159,6 +161,13 @@ impl UplinkCore {
     /// doubling delay.
     pub fn handle_connection_lost(&mut self, now: Instant) -> Reconnect {
         self.connected = false;
+        if self
+            .connected_at
+            .take()
+            .is_some_and(|t| now >= t + self.cfg.stable_after)
+        {
+            self.failures = 0;
+        }
         self.failures = self.failures.saturating_add(1);
         let delay = backoff(
             self.failures,

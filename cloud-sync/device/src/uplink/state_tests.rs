@@ -23,6 +23,7 @@ fn cfg() -> CoreConfig {
         backoff_seed: 7,
         shopper_window: Duration::from_secs(1),
         shopper_yield: Duration::from_millis(20),
+        stable_after: Duration::from_secs(30),
     }
 }
 
@@ -272,10 +273,18 @@ fn reconnects_back_off_with_jitter_and_reset_on_success() {
         );
         ceiling = (ceiling * 2).min(c.max_backoff);
     }
+    // A connection dropped at once (the broker accepts, then drops us) is no success.
     core.handle_connected(now);
-    assert_eq!(core.status().failures, 0);
-    let r = core.handle_connection_lost(now);
-    assert_eq!(r.attempt, 1, "a success starts the doubling again");
+    let r = core.handle_connection_lost(now + Duration::from_secs(1));
+    assert_eq!(r.attempt, 9, "an unstable connection keeps doubling");
+    now += Duration::from_secs(1) + r.delay;
+    // One that lasted starts the doubling again.
+    core.handle_connected(now);
+    let r = core.handle_connection_lost(now + c.stable_after);
+    assert_eq!(
+        r.attempt, 1,
+        "a stable connection starts the doubling again"
+    );
 }
 
 #[test]
