@@ -13,10 +13,13 @@ use caidan_sync::tls::TlsFiles;
 use caidan_testkit::{Mosquitto, TestPki};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 
+/// Messages received, as (topic, payload).
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A connected client with identity `name`, recording what it receives.
 struct Client {
     client: AsyncClient,
-    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    seen: Received,
     task: tokio::task::JoinHandle<()>,
 }
 
