@@ -31,14 +31,18 @@ PY
 config() { # name catalogue max_batch
   sed -e "s|^catalogue = .*|catalogue = \"$work/$2\"|" -e 's|^rotation_secs = 30|rotation_secs = 3600|' agent/demo/agent.toml > "$work/$1.toml"
   printf '\n[store]\ndir = "%s"\nmax_batch = %s\n' "$work/$1-data" "$3" >> "$work/$1.toml"
+  # wrk drives the load from one address: lift the per-client limits and the per-window
+  # claim cap (the connection caps stay the profile's).
+  printf '\n[limits]\neggs_per_client = { per_minute = 1000000, burst = 100000 }\neggs_per_shopper = { per_minute = 1000000, burst = 100000 }\nclaims_per_minute = 1000000\nmax_connections_per_client = 1024\n' >> "$work/$1.toml"
 }
 
 start() { # name -> sets PID, URL
-  "$BIN" run --config "$work/$1.toml" --listen 127.0.0.1:0 > "$work/$1.out" 2> "$work/$1.err" &
+  "$BIN" run --config "$work/$1.toml" --listen 127.0.0.1:0 --screen-listen 127.0.0.1:0 > "$work/$1.out" 2> "$work/$1.err" &
   PID=$!
   for _ in $(seq 1 100); do
     URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$work/$1.out")
-    [ -n "$URL" ] && break
+    SCREEN=$(sed -n 's/^screen: *\(http[^ ]*\)\/ .*/\1/p' "$work/$1.out")
+    [ -n "$URL" ] && [ -n "$SCREEN" ] && break
     sleep 0.1
   done
   [ -n "$URL" ] || { cat "$work/$1.err"; exit 1; }
@@ -48,7 +52,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 load() { # label connections
   local token
-  token=$(curl -s "$URL/api/v1/qr" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  token=$(curl -s "$SCREEN/api/v1/qr" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   local threads=$(( $2 < 2 ? 1 : 2 ))
   TOKEN=$token RUN="$1-$2-$RANDOM" wrk -t"$threads" -c"$2" -d"$DURATION" --latency -s bench/claims.lua "$URL" > "$work/wrk.txt"
   if grep -q "Non-2xx" "$work/wrk.txt"; then cat "$work/wrk.txt"; echo "non-2xx answers: benchmark invalid"; exit 1; fi

@@ -12,6 +12,7 @@ use caidan_sync::credentials::{TokenHash, TokenSet};
 use caidan_sync::keys::TrustedKeys;
 use serde::Deserialize;
 
+use crate::limits::{ClientLimits, Rate};
 use crate::secrets::{HmacKey, SigningSeed};
 
 /// The bundled demo configuration used by `caidan-agent run` without `--config`.
@@ -39,6 +40,9 @@ pub struct AgentConfig {
     /// Keys this device trusts, by what they sign.
     #[serde(default)]
     pub trust: TrustConfig,
+    /// What one client may take; unset fields come from the profile or the defaults.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The bundled profile `device.profile` names, resolved when the config is loaded.
     #[serde(skip)]
     resolved: Option<Profile>,
@@ -83,11 +87,19 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Where shoppers and staff reach the agent: egg pages, eggs, redemptions.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Base URL phones reach the agent at (venue LAN or the kiosk's hotspot); unset means
     /// the address the agent listens on.
     pub public_url: Option<String>,
+    /// Where the screen reads the current QR token and page, and where `/metrics` is: on
+    /// loopback by default, so only the screen itself can read the token.
+    #[serde(default = "default_screen_listen")]
+    pub screen_listen: SocketAddr,
+    /// Bearer token (its `sha256:` form) the screen presents; required when
+    /// `screen_listen` is not a loopback address (the display is another box).
+    pub screen_token: Option<TokenHash>,
 }
 
 impl Default for HttpConfig {
@@ -95,12 +107,69 @@ impl Default for HttpConfig {
         Self {
             listen: default_listen(),
             public_url: None,
+            screen_listen: default_screen_listen(),
+            screen_token: None,
         }
     }
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8780))
+}
+
+fn default_screen_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8781))
+}
+
+/// Limits on what one client may take. Connection caps and the per-window claim cap come
+/// from the profile unless set here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub eggs_per_client: Rate,
+    pub eggs_per_shopper: Rate,
+    pub scans_per_client: Rate,
+    /// New claims a minute the screen can plausibly see (the profile's unless set).
+    pub claims_per_minute: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_client: Option<u32>,
+    pub header_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    /// Wrong redemption codes one staff token may enter before it is locked out.
+    pub wrong_codes_per_staff_token: u32,
+    /// Wrong redemption codes the whole touchpoint takes before every token is locked out.
+    pub wrong_codes_per_device: u32,
+    /// Window the wrong codes are counted in, and how long a lockout lasts.
+    pub lockout_minutes: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let c = ClientLimits::default();
+        LimitsConfig {
+            eggs_per_client: c.eggs_per_client,
+            eggs_per_shopper: c.eggs_per_shopper,
+            scans_per_client: c.scans_per_client,
+            claims_per_minute: None,
+            max_connections: None,
+            max_connections_per_client: None,
+            header_timeout_ms: 5_000,
+            idle_timeout_ms: 15_000,
+            wrong_codes_per_staff_token: 10,
+            wrong_codes_per_device: 30,
+            lockout_minutes: 10,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn clients(&self) -> ClientLimits {
+        ClientLimits {
+            eggs_per_client: self.eggs_per_client,
+            eggs_per_shopper: self.eggs_per_shopper,
+            scans_per_client: self.scans_per_client,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +369,64 @@ impl AgentConfig {
                 format!("must be 1..=3600, got {}", self.qr.rotation_secs),
             ));
         }
+        if !self.http.screen_listen.ip().is_loopback() && self.http.screen_token.is_none() {
+            return Err(bad(
+                "http.screen_token",
+                format!(
+                    "screen_listen {} is not loopback: set a screen token so only the screen reads the QR",
+                    self.http.screen_listen
+                ),
+            ));
+        }
+        let l = &self.limits;
+        for (field, rate) in [
+            ("limits.eggs_per_client", l.eggs_per_client),
+            ("limits.eggs_per_shopper", l.eggs_per_shopper),
+            ("limits.scans_per_client", l.scans_per_client),
+        ] {
+            if !(1..=1_000_000).contains(&rate.per_minute) || !(1..=100_000).contains(&rate.burst) {
+                return Err(bad(
+                    field,
+                    "per_minute must be 1..=1000000 and burst 1..=100000".into(),
+                ));
+            }
+        }
+        if l.claims_per_minute
+            .is_some_and(|n| !(1..=1_000_000).contains(&n))
+        {
+            return Err(bad(
+                "limits.claims_per_minute",
+                "must be 1..=1000000".into(),
+            ));
+        }
+        if l.max_connections
+            .is_some_and(|n| !(8..=65_536).contains(&n))
+        {
+            return Err(bad("limits.max_connections", "must be 8..=65536".into()));
+        }
+        if l.max_connections_per_client.is_some_and(|n| n == 0) {
+            return Err(bad(
+                "limits.max_connections_per_client",
+                "must be at least 1".into(),
+            ));
+        }
+        if !(100..=300_000).contains(&l.header_timeout_ms)
+            || !(100..=3_600_000).contains(&l.idle_timeout_ms)
+        {
+            return Err(bad(
+                "limits.header_timeout_ms",
+                "header_timeout_ms must be 100..=300000 and idle_timeout_ms 100..=3600000".into(),
+            ));
+        }
+        if l.wrong_codes_per_staff_token == 0
+            || l.wrong_codes_per_device == 0
+            || l.lockout_minutes == 0
+        {
+            return Err(bad(
+                "limits.wrong_codes_per_staff_token",
+                "wrong-code limits and lockout_minutes must be at least 1".into(),
+            ));
+        }
         if let Some(url) = &self.http.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -309,6 +436,18 @@ impl AgentConfig {
             ));
         }
         Ok(profile)
+    }
+
+    /// New claims allowed in one QR window: the screen's claims a minute, scaled to the
+    /// window's length, at least one.
+    pub fn claims_per_window(&self) -> u32 {
+        let per_minute = self
+            .limits
+            .claims_per_minute
+            .unwrap_or(self.profile().limits.claims_per_minute);
+        (u64::from(per_minute) * u64::from(self.qr.rotation_secs))
+            .div_ceil(60)
+            .clamp(1, u64::from(u32::MAX)) as u32
     }
 
     /// The device's time zone (validated at load).
@@ -336,15 +475,16 @@ impl AgentConfig {
 
 /// Staff bearer tokens, kept as hashes and compared in constant time.
 #[derive(Debug, Clone)]
-pub struct StaffTokens(TokenSet<()>);
+pub struct StaffTokens(TokenSet<TokenHash>);
 
 impl StaffTokens {
     pub fn new(cfg: &StaffConfig) -> Self {
-        StaffTokens(TokenSet::new(cfg.tokens.iter().map(|h| (*h, ())).collect()))
+        StaffTokens(TokenSet::new(cfg.tokens.iter().map(|h| (*h, *h)).collect()))
     }
 
-    pub fn accepts(&self, bearer: &str) -> bool {
-        self.0.lookup(bearer).is_some()
+    /// The hash of `bearer` when it is a staff token (it names the staff member in lockouts).
+    pub fn accepts(&self, bearer: &str) -> Option<TokenHash> {
+        self.0.lookup(bearer).copied()
     }
 }
 
@@ -355,8 +495,12 @@ mod tests {
     #[test]
     fn demo_config_is_valid_and_accepts_the_demo_staff_token() {
         let cfg = AgentConfig::demo();
-        assert!(StaffTokens::new(&cfg.staff).accepts("demo-staff-token"));
-        assert!(!StaffTokens::new(&cfg.staff).accepts("guess"));
+        assert!(
+            StaffTokens::new(&cfg.staff)
+                .accepts("demo-staff-token")
+                .is_some()
+        );
+        assert!(StaffTokens::new(&cfg.staff).accepts("guess").is_none());
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod limits;
+pub mod lockout;
 pub mod outbox;
 pub mod runtime;
 pub mod secrets;

@@ -66,6 +66,10 @@ enum Command {
         /// Listen address; overrides `http.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Screen listen address (QR token, screen page, /metrics); overrides
+        /// `http.screen_listen`.
+        #[arg(long)]
+        screen_listen: Option<SocketAddr>,
         /// Sync the outbox to this MQTT broker: mqtt://[user[:password]@]HOST:PORT or
         /// mqtts://...; a password left out of the URL is read from CAIDAN_MQTT_PASSWORD.
         #[arg(long)]
@@ -143,6 +147,7 @@ fn main() -> Result<()> {
         Command::Run {
             target,
             listen,
+            screen_listen,
             mqtt,
             mqtt_ca,
             mqtt_cert,
@@ -160,7 +165,7 @@ fn main() -> Result<()> {
                     })
                 })
                 .transpose()?;
-            run(target, listen, mqtt)
+            run(target, listen, screen_listen, mqtt)
         }
         Command::Offers {
             command: OffersCommand::Import { file, target },
@@ -287,7 +292,12 @@ fn import(file: &Path, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn run(target: Target, listen: Option<SocketAddr>, mqtt: Option<MqttTarget>) -> Result<()> {
+fn run(
+    target: Target,
+    listen: Option<SocketAddr>,
+    screen_listen: Option<SocketAddr>,
+    mqtt: Option<MqttTarget>,
+) -> Result<()> {
     let (cfg, data_dir) = target.load()?;
     let catalogue = match (&target.config, &cfg.catalogue) {
         (None, _) => Some(CatalogueFile {
@@ -301,6 +311,7 @@ fn run(target: Target, listen: Option<SocketAddr>, mqtt: Option<MqttTarget>) -> 
         (Some(_), None) => None,
     };
     let listen = listen.unwrap_or(cfg.http.listen);
+    let screen_listen = screen_listen.unwrap_or(cfg.http.screen_listen);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -311,6 +322,7 @@ fn run(target: Target, listen: Option<SocketAddr>, mqtt: Option<MqttTarget>) -> 
             catalogue,
             data_dir: data_dir.clone(),
             listen,
+            screen_listen,
             mqtt: mqtt.clone(),
         };
         let running = runtime::start(opts, clock.clone()).await?;
@@ -327,7 +339,10 @@ fn run(target: Target, listen: Option<SocketAddr>, mqtt: Option<MqttTarget>) -> 
             "caidan-agent {} ({}, {}) listening on {}",
             cfg.device.id, cfg.device.scene, cfg.device.profile, running.base_url
         );
-        println!("screen:   {}/", running.base_url);
+        println!(
+            "screen:   {}/  (and the current QR at /api/v1/qr, /metrics; for the screen only)",
+            running.screen_url
+        );
         println!(
             "egg link: {link}  (rotates every {} s; the screen page always shows the current one)",
             cfg.qr.rotation_secs

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -18,7 +18,10 @@ use crate::catalogue::{Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
 use crate::config::{AgentConfig, StaffTokens};
 use crate::engine::Touchpoint;
-use crate::http::{self, AppState, Impressions, Metrics};
+use crate::http::serve::{self, ServeLimits};
+use crate::http::{self, AppState, Impressions, Metrics, WrongCodes};
+use crate::limits::Limiters;
+use crate::lockout::{LockoutPolicy, Lockouts};
 use crate::outbox::{StoreOutbox, uplink_config};
 use crate::shopper::ShopperHasher;
 use crate::store::writer::Writer;
@@ -107,6 +110,7 @@ pub fn open_writer(
         fleet: cfg.device.fleet.clone(),
         touchpoint: touchpoint(cfg),
         tz: cfg.timezone(),
+        claims_per_window: cfg.claims_per_window(),
     };
     Ok(Writer::spawn(
         &store_path(data_dir),
@@ -118,6 +122,43 @@ pub fn open_writer(
     )?)
 }
 
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AgentError> {
+    let listen = |source| AgentError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    Ok((listener, bound))
+}
+
+/// The listeners' connection caps (the profile's, or the config's) and timeouts.
+fn serve_limits(cfg: &AgentConfig) -> ServeLimits {
+    let (l, p) = (&cfg.limits, &cfg.profile().limits);
+    let max = l.max_connections.unwrap_or(p.max_connections);
+    ServeLimits {
+        max_connections: max as usize,
+        max_connections_per_client: l
+            .max_connections_per_client
+            .unwrap_or(p.max_connections_per_client)
+            .min(max) as usize,
+        header_timeout: Duration::from_millis(l.header_timeout_ms),
+        idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+    }
+}
+
+/// Wrong-code lockouts from the config's limits.
+fn wrong_codes(cfg: &AgentConfig) -> WrongCodes {
+    let l = &cfg.limits;
+    let window_ms = i64::from(l.lockout_minutes) * 60_000;
+    let policy = |max_failures| LockoutPolicy {
+        max_failures,
+        window_ms,
+        lock_ms: window_ms,
+    };
+    WrongCodes {
+        per_token: Lockouts::new(policy(l.wrong_codes_per_staff_token)),
+        device: Lockouts::new(policy(l.wrong_codes_per_device)),
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -126,6 +167,8 @@ pub struct RunOptions {
     pub catalogue: Option<CatalogueFile>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where the screen routes and `/metrics` listen.
+    pub screen_listen: SocketAddr,
     /// Sync the outbox to this broker (`mqtt://` or `mqtts://`); none keeps it local.
     pub mqtt: Option<MqttTarget>,
 }
@@ -141,11 +184,15 @@ pub struct MqttTarget {
 pub struct Running {
     pub addr: SocketAddr,
     pub base_url: String,
+    /// The screen routes (screen page, current QR token, `/metrics`).
+    pub screen_addr: SocketAddr,
+    pub screen_url: String,
     pub writer: WriterHandle,
     pub tokens: TokenSigner,
     /// Notified after every commit that added outbox events (the uplink listens).
     pub wake: Arc<Notify>,
     server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    screen_server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     flusher: tokio::task::JoinHandle<()>,
     /// The running uplink, when started with a broker.
     pub uplink: Option<UplinkHandle>,
@@ -158,6 +205,7 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), AgentError> {
         let _ = self.stop.send(true);
         let served = self.server.await;
+        let _ = self.screen_server.await;
         let _ = self.flusher.await;
         if let Some(uplink) = self.uplink
             && let Err(e) = uplink.join().await
@@ -199,17 +247,10 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
             );
         }
     }
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|source| AgentError::Listen {
-            addr: opts.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| AgentError::Listen {
-        addr: opts.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(opts.listen).await?;
+    let (screen_listener, screen_addr) = bind(opts.screen_listen).await?;
     let base_url = format!("http://{addr}");
+    let screen_url = format!("http://{screen_addr}");
     let public_url = cfg
         .http
         .public_url
@@ -233,17 +274,28 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         clock: clock.clone(),
         metrics: metrics.clone(),
         impressions: impressions.clone(),
+        limiters: Arc::new(Limiters::new(&cfg.limits.clients(), clock.clone())),
+        wrong_codes: Arc::new(Mutex::new(wrong_codes(cfg))),
+        screen_token: cfg.http.screen_token,
     };
     let (stop, stopped) = watch::channel(false);
-    let mut server_stop = stopped.clone();
-    let app = http::router(state);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let limits = serve_limits(cfg);
+    let server = tokio::spawn(serve::serve(
+        listener,
+        http::public_router(state.clone()),
+        limits,
+        metrics.clone(),
+        stopped.clone(),
+    ));
+    let screen_server = tokio::spawn(serve::serve(
+        screen_listener,
+        http::screen_router(state.clone()),
+        limits,
+        metrics.clone(),
+        stopped.clone(),
+    ));
+    let limiters = state.limiters.clone();
+    let wrong = state.wrong_codes.clone();
     let flusher = {
         let writer = writer.clone();
         let clock = clock.clone();
@@ -251,7 +303,12 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => impressions.flush(clock.now_ms(), &writer, false),
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                        impressions.flush(clock.now_ms(), &writer, false);
+                        limiters.forget_idle();
+                        let mut w = wrong.lock().unwrap_or_else(|e| e.into_inner());
+                        w.per_token.prune(clock.now_ms());
+                    }
                     _ = stopped.wait_for(|s| *s) => break,
                 }
             }
@@ -278,10 +335,13 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
     Ok(Running {
         addr,
         base_url,
+        screen_addr,
+        screen_url,
         writer,
         tokens,
         wake,
         server,
+        screen_server,
         flusher,
         uplink,
         writer_thread,

@@ -100,9 +100,16 @@ fn check_config_names_file_field_and_reason() {
     );
 }
 
-/// The agent on its built-in demo config, store in `data`, on a free port.
+/// The demo agent, store in `data`, on free ports; per-client limits lifted so one test
+/// process can play many phones.
 fn start(data: &Path) -> AgentProc {
-    AgentProc::start_with(data, AgentOptions::default())
+    AgentProc::start_with(
+        data,
+        AgentOptions {
+            config_extra: Some(caidan_testkit::agent::LOAD_LIMITS.into()),
+            ..AgentOptions::default()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +119,8 @@ async fn claims_whose_answer_was_sent_survive_kill_9() {
     let mut answered = Vec::new();
     for round in 0..5 {
         let mut agent = start(dir.path());
-        let qr = caidan_testkit::get_json(&http, &format!("{}/api/v1/qr", agent.base), None).await;
+        let qr =
+            caidan_testkit::get_json(&http, &format!("{}/api/v1/qr", agent.screen), None).await;
         let token = qr["token"].as_str().unwrap().to_owned();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();

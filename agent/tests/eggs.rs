@@ -179,7 +179,7 @@ async fn egg_page_records_a_scan_and_sets_a_shopper_cookie() {
     let page = r.text().await.unwrap();
     assert!(page.contains("敲开你的彩蛋") && page.contains("Crack your egg"));
     assert_eq!(agent.count(Table::Outbox), before + 1);
-    let qr = caidan_testkit::get_json(&agent.http, &agent.url("/api/v1/qr"), None).await;
+    let qr = caidan_testkit::get_json(&agent.http, &agent.screen("/api/v1/qr"), None).await;
     assert_eq!(
         qr["link"].as_str().unwrap(),
         format!(

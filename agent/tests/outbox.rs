@@ -39,7 +39,7 @@ async fn outbox_records_are_gapless_valid_cloudevents() {
     for _ in 0..25 {
         agent
             .http
-            .get(agent.url("/api/v1/qr"))
+            .get(agent.screen("/api/v1/qr"))
             .send()
             .await
             .unwrap();
@@ -47,7 +47,7 @@ async fn outbox_records_are_gapless_valid_cloudevents() {
     agent.clock.advance_ms(60_000);
     agent
         .http
-        .get(agent.url("/api/v1/qr"))
+        .get(agent.screen("/api/v1/qr"))
         .send()
         .await
         .unwrap();
@@ -150,7 +150,7 @@ async fn a_new_store_starts_a_new_epoch() {
 /// back when the outbox is trimmed (the data bank's acknowledgement).
 #[tokio::test]
 async fn a_full_store_refuses_new_eggs_and_keeps_every_claim() {
-    let mut config = caidan_agent::config::AgentConfig::demo();
+    let mut config = common::unlimited(caidan_agent::config::AgentConfig::demo());
     config.store.budget_bytes = Some(256 * 1024);
     let agent = TestAgent::start_with(coupon_catalogue(json!({})), config).await;
     let writer = agent.running.writer.clone();

@@ -47,7 +47,7 @@ fn rasterise(svg: &str) -> (usize, Vec<bool>) {
 #[tokio::test]
 async fn the_served_qr_decodes_to_the_egg_link() {
     let agent = TestAgent::start(coupon_catalogue(json!({}))).await;
-    let get = |path: &str| agent.http.get(agent.url(path)).send();
+    let get = |path: &str| agent.http.get(agent.screen(path)).send();
     let svg = get("/api/v1/qr.svg").await.unwrap().text().await.unwrap();
     let qr: Value = get("/api/v1/qr").await.unwrap().json().await.unwrap();
     let (size, dark) = rasterise(&svg);

@@ -18,8 +18,8 @@ pub use bundled::{bundled, bundled_all, bundled_names, bundled_source};
 pub use error::ProfileError;
 pub use load::load_dir;
 pub use profile::{
-    Actuators, Capability, ColourDepth, DEFAULT_WARN_AT_PERCENT, DisplaySpec, Input, Inputs, Link,
-    LinkKind, Memory, Orientation, Profile, Storage,
+    Actuators, Capability, ColourDepth, DEFAULT_WARN_AT_PERCENT, DisplaySpec, Input, Inputs,
+    Limits, Link, LinkKind, Memory, Orientation, Profile, Storage,
 };
 pub use scene::{Scene, UnknownScene};
 pub use sync::SyncPolicy;
@@ -27,8 +27,8 @@ pub use sync::SyncPolicy;
 /// Limits validation enforces, for tools that want to explain or pre-check them.
 pub mod limits {
     pub use crate::validate::{
-        BATCH_BYTES, BATCH_EVENTS, MAX_ACTUATOR_UNITS, MAX_DISPLAY_SIDE, MAX_LINGER_MS,
-        MAX_STORAGE_BYTES, MEMORY_MIB, METERED_MIN_BATCH_EVENTS, METERED_MIN_LINGER_MS,
-        MIN_STORAGE_BYTES, TIMEOUT_MS,
+        BATCH_BYTES, BATCH_EVENTS, CLAIMS_PER_MINUTE, CONNECTIONS, MAX_ACTUATOR_UNITS,
+        MAX_DISPLAY_SIDE, MAX_LINGER_MS, MAX_STORAGE_BYTES, MEMORY_MIB, METERED_MIN_BATCH_EVENTS,
+        METERED_MIN_LINGER_MS, MIN_STORAGE_BYTES, TIMEOUT_MS,
     };
 }

@@ -30,6 +30,20 @@ pub struct Profile {
     pub memory: Memory,
     pub link: Link,
     pub sync: SyncPolicy,
+    pub limits: Limits,
+}
+
+/// What one touchpoint serves at most, so that one client cannot take it all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// HTTP connections open at once; more are closed as they arrive.
+    pub max_connections: u32,
+    /// HTTP connections open at once from one client address.
+    pub max_connections_per_client: u32,
+    /// New claims a minute this screen can plausibly see: the shoppers who can stand in
+    /// front of it and scan. Enforced per QR window.
+    pub claims_per_minute: u32,
 }
 
 /// The screen the egg QR and reveal are drawn on.

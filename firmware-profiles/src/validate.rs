@@ -29,6 +29,10 @@ pub const METERED_MIN_LINGER_MS: u64 = 5_000;
 pub const METERED_MIN_BATCH_EVENTS: u32 = 100;
 /// Most slots or doors one controller drives.
 pub const MAX_ACTUATOR_UNITS: u16 = 512;
+/// Accepted `limits.max_connections`.
+pub const CONNECTIONS: RangeInclusive<u64> = 8..=65_536;
+/// Accepted `limits.claims_per_minute`.
+pub const CLAIMS_PER_MINUTE: RangeInclusive<u64> = 1..=10_000;
 
 /// Checks `profile`; `file` names it in errors, and when `stem` is given the name must equal it.
 pub(crate) fn validate(
@@ -42,7 +46,8 @@ pub(crate) fn validate(
     c.hardware(profile)?;
     c.budgets(profile)?;
     c.link(profile)?;
-    c.sync(profile)
+    c.sync(profile)?;
+    c.limits(profile)
 }
 
 /// Builds errors that name the file being checked.
@@ -296,4 +301,25 @@ impl Checker<'_> {
 fn first_duplicate<T: Eq + Hash + Copy>(items: &[T]) -> Option<T> {
     let mut seen = HashSet::new();
     items.iter().copied().find(|item| !seen.insert(*item))
+}
+
+impl Checker<'_> {
+    fn limits(&self, profile: &Profile) -> Result<(), ProfileError> {
+        let l = &profile.limits;
+        self.in_range(
+            "limits.max_connections",
+            u64::from(l.max_connections),
+            CONNECTIONS,
+        )?;
+        self.in_range(
+            "limits.max_connections_per_client",
+            u64::from(l.max_connections_per_client),
+            1..=u64::from(l.max_connections),
+        )?;
+        self.in_range(
+            "limits.claims_per_minute",
+            u64::from(l.claims_per_minute),
+            CLAIMS_PER_MINUTE,
+        )
+    }
 }

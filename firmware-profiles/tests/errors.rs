@@ -289,3 +289,26 @@ fn sync_rules() {
         &["linger_ms = \"20s\""],
     );
 }
+
+#[test]
+fn limit_rules() {
+    invalid(
+        &edited("max_connections = 512", "max_connections = 2"),
+        "limits.max_connections",
+        "must be between 8 and 65536, got 2",
+    );
+    invalid(
+        &edited(
+            "max_connections_per_client = 128",
+            "max_connections_per_client = 600",
+        ),
+        "limits.max_connections_per_client",
+        "must be between 1 and 512, got 600",
+    );
+    invalid(
+        &edited("claims_per_minute = 40", "claims_per_minute = 0"),
+        "limits.claims_per_minute",
+        "must be between 1 and 10000, got 0",
+    );
+    parse_error(&edited("[limits]", "[limit]"), &["limit"]);
+}

@@ -8,10 +8,10 @@ pub use caidan_testkit::{
     wait_until,
 };
 
-/// The QR token an agent shows now.
-async fn current_token(http: &reqwest::Client, base: &str) -> Option<String> {
+/// The QR token an agent's screen shows now.
+async fn current_token(http: &reqwest::Client, screen: &str) -> Option<String> {
     let qr: serde_json::Value = http
-        .get(format!("{base}/api/v1/qr"))
+        .get(format!("{screen}/api/v1/qr"))
         .send()
         .await
         .ok()?
@@ -24,17 +24,19 @@ async fn current_token(http: &reqwest::Client, base: &str) -> Option<String> {
 /// Claims `n` eggs for distinct shoppers through the agent's HTTP API, `parallel` at a time.
 /// Like a phone, a worker whose token went stale (410) scans the screen again. Returns how
 /// many claims were answered; a worker stops at the first connection error.
-pub async fn claim_many(base: &str, prefix: &str, n: usize, parallel: usize) -> usize {
+pub async fn claim_many(agent: &Agent, prefix: &str, n: usize, parallel: usize) -> usize {
+    let (base, screen) = (agent.base.as_str(), agent.screen.as_str());
     let http = reqwest::Client::new();
-    let Some(token) = current_token(&http, base).await else {
+    let Some(token) = current_token(&http, screen).await else {
         return 0;
     };
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..parallel {
-        let (http, base, next, prefix) = (
+        let (http, base, screen, next, prefix) = (
             http.clone(),
             base.to_owned(),
+            screen.to_owned(),
             next.clone(),
             prefix.to_owned(),
         );
@@ -53,7 +55,7 @@ pub async fn claim_many(base: &str, prefix: &str, n: usize, parallel: usize) -> 
                 match r {
                     Ok(r) if r.status().is_success() => ok += 1,
                     Ok(r) if r.status().as_u16() == 410 => {
-                        match current_token(&http, &base).await {
+                        match current_token(&http, &screen).await {
                             Some(t) => {
                                 token = t;
                                 continue;

@@ -42,7 +42,7 @@ async fn forged_acknowledgements_leave_the_outbox_untouched() {
     let broker = Mosquitto::plain(dir.path());
     // A backlog, then the agent online with no data bank: nothing may be trimmed.
     let offline = Agent::start(&data, None);
-    assert_eq!(claim_many(&offline.base, "forge", 1_000, 8).await, 1_000);
+    assert_eq!(claim_many(&offline, "forge", 1_000, 8).await, 1_000);
     drop(offline);
     let agent = Agent::start(&data, Some(&broker.url()));
     let sent = || metric(&agent, "caidan_uplink_batches_sent").unwrap_or(0.0);
@@ -112,7 +112,7 @@ async fn a_2mb_retained_junk_ack_does_not_cut_the_link() {
         .unwrap();
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let agent = Agent::start(&data, Some(&broker.url()));
-    assert_eq!(claim_many(&agent.base, "junk", 500, 8).await, 500);
+    assert_eq!(claim_many(&agent, "junk", 500, 8).await, 500);
     assert!(
         wait_until(Duration::from_secs(60), || agent_outbox(&data).0 == 0
             && bank.counts().claims == 500),

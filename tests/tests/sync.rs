@@ -14,7 +14,7 @@ const DRAIN: Duration = Duration::from_secs(180);
 /// Builds a backlog: the agent serves `n` shoppers with no broker configured, then stops.
 async fn offline_backlog(data: &std::path::Path, prefix: &str, n: usize) {
     let agent = Agent::start(data, None);
-    assert_eq!(claim_many(&agent.base, prefix, n, 16).await, n);
+    assert_eq!(claim_many(&agent, prefix, n, 16).await, n);
 }
 
 /// Asserts the outbox drained into the data bank with exactly `claims` claims, no seq twice.
@@ -46,7 +46,7 @@ async fn an_offline_backlog_of_10000_claims_arrives_exactly_once() {
     let url = format!("mqtt://127.0.0.1:{port}");
     // The broker is not up yet: the agent serves shoppers offline.
     let agent = Agent::start(&data, Some(&url));
-    assert_eq!(claim_many(&agent.base, "offline", 10_000, 16).await, 10_000);
+    assert_eq!(claim_many(&agent, "offline", 10_000, 16).await, 10_000);
     let broker = Mosquitto::start_on(dir.path(), port, "allow_anonymous true");
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     assert_exactly_once(&data, &bank, 10_000);
@@ -80,7 +80,7 @@ async fn an_offline_backlog_arrives_exactly_once_through_nats_mqtt() {
     let nats = Nats::start(dir.path());
     let bank = Databank::start(dir.path(), &nats.url(), &["--share-group", "none"]);
     let agent = Agent::start(&data, Some(&nats.url()));
-    assert_eq!(claim_many(&agent.base, "nats-online", 200, 8).await, 200);
+    assert_eq!(claim_many(&agent, "nats-online", 200, 8).await, 200);
     assert_exactly_once(&data, &bank, 2_200);
     drop(agent);
 }
@@ -98,7 +98,7 @@ async fn kill_9_of_the_agent_mid_sync_20_times_loses_and_doubles_nothing() {
         let stored = bank.counts().events;
         let mut agent = Agent::start(&data, Some(&broker.url()));
         // Shoppers keep coming while it syncs.
-        claim_many(&agent.base, &format!("round{round}"), 20, 4).await;
+        claim_many(&agent, &format!("round{round}"), 20, 4).await;
         // Kill once this life has delivered something, or right away once nothing is left.
         wait_until(Duration::from_secs(20), || {
             bank.counts().events > stored || agent_outbox(&data).0 == 0
@@ -171,13 +171,13 @@ async fn a_wiped_device_starts_a_new_epoch_and_all_its_new_events_are_stored() {
     let broker = Mosquitto::plain(dir.path());
     let bank = Databank::start(dir.path(), &broker.url(), &[]);
     let mut agent = Agent::start(&data, Some(&broker.url()));
-    assert_eq!(claim_many(&agent.base, "before", 100, 4).await, 100);
+    assert_eq!(claim_many(&agent, "before", 100, 4).await, 100);
     assert!(drained(&data, &bank));
     agent.proc.kill9();
     let before = bank.counts();
     std::fs::remove_dir_all(&data).unwrap();
     let agent = Agent::start(&data, Some(&broker.url()));
-    assert_eq!(claim_many(&agent.base, "after", 50, 4).await, 50);
+    assert_eq!(claim_many(&agent, "after", 50, 4).await, 50);
     assert!(wait_until(DRAIN, || agent_outbox(&data).0 == 0
         && bank.counts().claims == 150));
     let c = bank.counts();

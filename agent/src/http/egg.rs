@@ -1,8 +1,10 @@
 //! The shopper's side: the egg page a scanned QR opens, and cracking the egg.
 
+use std::net::SocketAddr;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -11,8 +13,9 @@ use serde_json::json;
 
 use super::{ApiError, AppState, pages};
 use crate::claim::ClaimEssentials;
+use crate::limits::RetryAfter;
 use crate::shopper::valid_raw_id;
-use crate::store::StoreError;
+use crate::store::{ClaimRefusal, StoreError};
 use crate::token::TokenError;
 
 const COOKIE_NAME: &str = "caidan_sid";
@@ -97,6 +100,16 @@ fn token_error(state: &AppState, e: TokenError) -> ApiError {
     ApiError::new(status, e.reason(), e.to_string())
 }
 
+/// A 429 for a client over one of its limits; counted, nothing written.
+fn too_many(state: &AppState, reason: &'static str, RetryAfter(wait): RetryAfter) -> ApiError {
+    state.metrics.rejection(reason);
+    ApiError::too_many(
+        reason,
+        "请稍后再试 · Too many requests from here: please wait a moment and try again",
+        wait,
+    )
+}
+
 fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
     if let Some(c) = cookie {
         response.headers_mut().append(SET_COOKIE, c);
@@ -108,20 +121,39 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
 /// error page and writes nothing.
 pub async fn egg_page(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = state.tokens.verify(&token, state.clock.now_ms()) {
-        let err = token_error(&state, e);
-        return (err.status, Html(pages::error_page(&err.message))).into_response();
+    let page_error = |err: ApiError| {
+        let retry = err.retry_after_secs();
+        let mut resp = (err.status, Html(pages::error_page(&err.message))).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
+    };
+    if let Err(wait) = state.limiters.scan_from(client.ip()) {
+        return page_error(too_many(&state, "scans_per_client", wait));
     }
+    let window = match state.tokens.verify(&token, state.clock.now_ms()) {
+        Ok(w) => w,
+        Err(e) => return page_error(token_error(&state, e)),
+    };
     let shopper = match shopper_from(None, &headers) {
         Ok(s) => s,
-        Err(err) => return (err.status, Html(pages::error_page(&err.message))).into_response(),
+        Err(err) => return page_error(err),
     };
-    if let Err(e) = state.writer.scan(state.shoppers.hash(&shopper.raw)).await {
-        let err = store_error(&state, e);
-        return (err.status, Html(pages::error_page(&err.message))).into_response();
+    // One scan per shopper and QR window is recorded, however often the page is opened.
+    match state
+        .writer
+        .scan(state.shoppers.hash(&shopper.raw), window)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => state.metrics.rejection("scan_repeated"),
+        Err(e) => return page_error(store_error(&state, e)),
     }
     with_cookie(
         Html(pages::egg_page(&token)).into_response(),
@@ -132,24 +164,48 @@ pub async fn egg_page(
 /// `POST /api/v1/eggs`: cracks the egg. Answers only once the claim is committed.
 pub async fn crack(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<EggRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    state
+        .limiters
+        .egg_from(client.ip())
+        .map_err(|w| too_many(&state, "eggs_per_client", w))?;
     let Json(req) = body.map_err(|e| {
         state.metrics.rejection("bad_request");
         ApiError::new(e.status(), "bad_request", e.body_text())
     })?;
-    state
+    let now = state.clock.now_ms();
+    let window = state
         .tokens
-        .verify(&req.token, state.clock.now_ms())
+        .verify(&req.token, now)
         .map_err(|e| token_error(&state, e))?;
     let shopper = shopper_from(req.shopper.as_deref(), &headers)
         .inspect_err(|_| state.metrics.rejection("shopper_invalid"))?;
-    let outcome = state
+    let hashed = state.shoppers.hash(&shopper.raw);
+    state
+        .limiters
+        .egg_for(&hashed)
+        .map_err(|w| too_many(&state, "eggs_per_shopper", w))?;
+    let outcome = match state
         .writer
-        .claim(state.shoppers.hash(&shopper.raw))
+        .claim(hashed, window)
         .await
-        .map_err(|e| store_error(&state, e))?;
+        .map_err(|e| store_error(&state, e))?
+    {
+        Ok(outcome) => outcome,
+        Err(ClaimRefusal::ScreenBusy) => {
+            state.metrics.rejection("screen_busy");
+            let next_window =
+                (state.tokens.window_at(now) + 1) * i64::from(state.tokens.rotation_secs()) * 1000;
+            return Err(ApiError::too_many(
+                "screen_busy",
+                "这一轮的彩蛋已经发完，请扫下一个码 · This round's eggs are all taken: scan the next code",
+                std::time::Duration::from_millis((next_window - now).max(1) as u64),
+            ));
+        }
+    };
     let c = &outcome.claim;
     if !outcome.existing {
         state.metrics.claim(c.kind.as_str(), c.fallback);

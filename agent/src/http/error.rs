@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub reason: &'static str,
     pub message: String,
+    /// For a refusal that passes: when to try again (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -18,7 +20,27 @@ impl ApiError {
             status,
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// A 429: too many of `reason` from this client; `message` says what, the answer says
+    /// when to retry.
+    pub fn too_many(
+        reason: &'static str,
+        message: impl Into<String>,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, reason, message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// Whole seconds to wait, at least one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
@@ -33,10 +55,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.reason, "message": self.message })),
-        )
-            .into_response()
+        let retry = self.retry_after_secs();
+        let mut body = json!({ "error": self.reason, "message": self.message });
+        if let Some(secs) = retry {
+            body["retry_after_secs"] = secs.into();
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }

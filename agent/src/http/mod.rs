@@ -6,6 +6,7 @@ mod error;
 pub mod metrics;
 mod pages;
 mod screen;
+pub mod serve;
 mod staff;
 
 use std::sync::Arc;
@@ -14,8 +15,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+use std::sync::Mutex;
+
+use caidan_sync::credentials::TokenHash;
+
 use crate::claim::ClaimSigner;
 use crate::config::StaffTokens;
+use crate::limits::Limiters;
+use crate::lockout::Lockouts;
 use crate::shopper::ShopperHasher;
 use crate::store::WriterHandle;
 use crate::token::TokenSigner;
@@ -41,27 +48,54 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub impressions: Arc<Impressions>,
+    pub limiters: Arc<Limiters>,
+    pub wrong_codes: Arc<Mutex<WrongCodes>>,
+    /// The screen's bearer token, when the screen routes are not on loopback.
+    pub screen_token: Option<TokenHash>,
 }
 
-/// The agent's routes.
-pub fn router(state: AppState) -> Router {
+/// Wrong redemption codes: per staff token, and for the whole touchpoint.
+#[derive(Debug)]
+pub struct WrongCodes {
+    pub per_token: Lockouts<TokenHash>,
+    pub device: Lockouts<()>,
+}
+
+fn common(router: Router<AppState>, state: AppState) -> Router {
     let metrics = (state.metrics.clone(), state.clock.clone());
-    Router::new()
-        .route("/", get(screen::screen_page))
-        .route("/e/{token}", get(egg::egg_page))
-        .route("/api/v1/qr", get(screen::qr_json))
-        .route("/api/v1/qr.svg", get(screen::qr_svg))
-        .route("/api/v1/eggs", post(egg::crack))
-        .route("/api/v1/redemptions", post(staff::redeem))
-        .route("/api/v1/claims/public-key", get(staff::public_key))
+    router
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/favicon.svg", get(pages::favicon))
         .route("/favicon.ico", get(pages::favicon))
-        .route("/metrics", get(screen::metrics))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track_latency,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// What shoppers and staff reach: the egg page, eggs, redemptions, the claim key.
+pub fn public_router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/e/{token}", get(egg::egg_page))
+        .route("/api/v1/eggs", post(egg::crack))
+        .route("/api/v1/redemptions", post(staff::redeem))
+        .route("/api/v1/claims/public-key", get(staff::public_key));
+    common(routes, state)
+}
+
+/// What only the screen reaches: the screen page, the current QR token, and `/metrics`.
+/// Behind the screen token when one is configured.
+pub fn screen_router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", get(screen::screen_page))
+        .route("/api/v1/qr", get(screen::qr_json))
+        .route("/api/v1/qr.svg", get(screen::qr_svg))
+        .route("/metrics", get(screen::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            screen::require_screen,
+        ));
+    common(routes, state)
 }

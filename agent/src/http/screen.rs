@@ -106,6 +106,32 @@ pub async fn screen_page(State(state): State<AppState>) -> Html<String> {
     ))
 }
 
+/// Lets a request through to the screen routes only with the screen's token, when one is
+/// configured (the screen routes are then on a listener other machines can reach).
+pub async fn require_screen(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(expected) = state.screen_token {
+        let bearer = caidan_sync::credentials::bearer(
+            req.headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        );
+        if !bearer.is_some_and(|t| expected.matches(t)) {
+            state.metrics.rejection("screen_unauthorized");
+            return super::ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "screen_unauthorized",
+                "screen routes need Authorization: Bearer <screen token>",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state

@@ -6,6 +6,7 @@ mod ops;
 pub mod read;
 pub mod schema;
 mod state;
+mod windows;
 pub mod writer;
 
 use caidan_sync::contract::{ClaimCode, IdError, Ident, OfferKind, RejectionReason};
@@ -105,6 +106,14 @@ pub struct ClaimOutcome {
     pub claim: ClaimRecord,
     /// The shopper already had this claim today.
     pub existing: bool,
+}
+
+/// Why a new claim was refused before anything was chosen or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimRefusal {
+    /// This QR window has handed out as many new claims as one screen can plausibly see.
+    #[error("this screen has handed out all the eggs of this QR window")]
+    ScreenBusy,
 }
 
 /// Why a redemption was refused.

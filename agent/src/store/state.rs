@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::schema;
+use super::windows::Windows;
 use crate::catalogue::Offer;
 use crate::engine::quota::{OfferCount, QuotaBook};
 use crate::engine::{EggEngine, Moment, Pool, Touchpoint};
@@ -26,6 +27,8 @@ pub struct Identity {
     pub fleet: Name,
     pub touchpoint: Touchpoint,
     pub tz: TimeZone,
+    /// New claims one QR window may hand out.
+    pub claims_per_window: u32,
 }
 
 /// The store's epoch, as written when the store was created.
@@ -48,6 +51,8 @@ pub(crate) struct State {
     pub pool: Pool,
     /// Full offers (with their copy) recently handed out, by rule index.
     pub offers: HashMap<usize, Arc<Offer>>,
+    /// New claims and scanners of the current and previous QR windows.
+    pub windows: Windows,
 }
 
 impl State {
@@ -133,6 +138,7 @@ impl State {
             codes: StdRng::from_os_rng(),
             pool: Pool::default(),
             offers: HashMap::new(),
+            windows: Windows::new(id.claims_per_window),
         })
     }
 }

@@ -13,7 +13,7 @@ use super::budget::{Fill, FillWatch, StorageBudget};
 use super::ops::{self, Now};
 use super::schema::{self, Access};
 use super::state::{Identity, State};
-use super::{ClaimOutcome, ImportSummary, RedeemRefusal, Redemption, StoreError};
+use super::{ClaimOutcome, ClaimRefusal, ImportSummary, RedeemRefusal, Redemption, StoreError};
 use crate::catalogue::Catalogue;
 use caidan_sync::clock::Clock;
 use caidan_sync::contract::{ClaimCode, ShopperHash};
@@ -28,11 +28,13 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Command {
     Claim {
         shopper: ShopperHash,
-        reply: Reply<ClaimOutcome>,
+        window: i64,
+        reply: Reply<Result<ClaimOutcome, ClaimRefusal>>,
     },
     Scan {
         shopper: ShopperHash,
-        reply: Reply<()>,
+        window: i64,
+        reply: Reply<bool>,
     },
     Impressions {
         minute_ms: i64,
@@ -169,14 +171,31 @@ impl WriterHandle {
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Today's egg for a hashed shopper id, durable before it returns.
-    pub async fn claim(&self, shopper: ShopperHash) -> Result<ClaimOutcome, StoreError> {
+    /// Today's egg for a hashed shopper id who scanned the QR of `window`, durable before
+    /// it returns; refused when that window has handed out all its new claims.
+    pub async fn claim(
+        &self,
+        shopper: ShopperHash,
+        window: i64,
+    ) -> Result<Result<ClaimOutcome, ClaimRefusal>, StoreError> {
         self.shoppers.mark();
-        self.call(|reply| Command::Claim { shopper, reply }).await
+        self.call(|reply| Command::Claim {
+            shopper,
+            window,
+            reply,
+        })
+        .await
     }
 
-    pub async fn scan(&self, shopper: ShopperHash) -> Result<(), StoreError> {
-        self.call(|reply| Command::Scan { shopper, reply }).await
+    /// Records that `shopper` opened the egg page of `window`, once per window; `false`
+    /// when it was not recorded (seen already).
+    pub async fn scan(&self, shopper: ShopperHash, window: i64) -> Result<bool, StoreError> {
+        self.call(|reply| Command::Scan {
+            shopper,
+            window,
+            reply,
+        })
+        .await
     }
 
     /// Queues one aggregated impression event; dropped with a warning when the queue is full.
@@ -322,7 +341,9 @@ impl Worker {
 
     fn reload(&mut self) {
         match State::load(&self.conn, &self.identity) {
-            Ok(s) => {
+            Ok(mut s) => {
+                // What the QR windows saw is not in the store: keep it across the reload.
+                s.windows = self.state.windows.clone();
                 self.state = s;
                 self.publish_counters();
             }
@@ -405,11 +426,19 @@ impl Worker {
                     }};
                 }
                 match cmd {
-                    Command::Claim { shopper, reply } => {
-                        run!(reply, ops::claim(&sp, st, now, &shopper))
+                    Command::Claim {
+                        shopper,
+                        window,
+                        reply,
+                    } => {
+                        run!(reply, ops::claim(&sp, st, now, &shopper, window))
                     }
-                    Command::Scan { shopper, reply } => {
-                        run!(reply, ops::scan(&sp, st, now, &shopper))
+                    Command::Scan {
+                        shopper,
+                        window,
+                        reply,
+                    } => {
+                        run!(reply, ops::scan(&sp, st, now, &shopper, window))
                     }
                     Command::Redeem { code, reply } => {
                         run!(reply, ops::redeem(&sp, st, now, &code))

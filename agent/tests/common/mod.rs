@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use caidan_agent::catalogue::CatalogueFile;
 use caidan_agent::config::AgentConfig;
+use caidan_agent::limits::Rate;
 use caidan_agent::runtime::{self, RunOptions, Running};
 use caidan_agent::store::Reader;
 use caidan_agent::store::read::Table;
@@ -24,8 +25,10 @@ pub struct TestAgent {
 }
 
 impl TestAgent {
+    /// The demo agent with its per-client limits lifted: these tests play many phones
+    /// from one address. The tests of the limits use [`TestAgent::start_with`].
     pub async fn start(catalogue: Value) -> TestAgent {
-        Self::start_with(catalogue, AgentConfig::demo()).await
+        Self::start_with(catalogue, unlimited(AgentConfig::demo())).await
     }
 
     pub async fn start_with(catalogue: Value, config: AgentConfig) -> TestAgent {
@@ -41,6 +44,7 @@ impl TestAgent {
             catalogue: Some(catalogue),
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
+            screen_listen: "127.0.0.1:0".parse().unwrap(),
             mqtt: None,
         };
         let running = runtime::start(opts, Arc::new(clock.clone()) as Arc<dyn Clock>)
@@ -59,8 +63,14 @@ impl TestAgent {
         }
     }
 
+    /// A URL of the public listener (shoppers, staff).
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.running.base_url, path)
+    }
+
+    /// A URL of the screen listener (screen page, current QR, metrics).
+    pub fn screen(&self, path: &str) -> String {
+        format!("{}{}", self.running.screen_url, path)
     }
 
     pub fn token(&self) -> String {
@@ -77,7 +87,7 @@ impl TestAgent {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        let r = self.http.get(self.screen("/metrics")).send().await.unwrap();
         r.text().await.unwrap()
     }
 
@@ -97,6 +107,21 @@ impl TestAgent {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// `config` with every per-client limit and the per-window claim cap lifted.
+pub fn unlimited(mut config: AgentConfig) -> AgentConfig {
+    let lots = Rate {
+        per_minute: 1_000_000,
+        burst: 100_000,
+    };
+    config.limits.eggs_per_client = lots;
+    config.limits.eggs_per_shopper = lots;
+    config.limits.scans_per_client = lots;
+    config.limits.claims_per_minute = Some(1_000_000);
+    config.limits.max_connections = Some(4096);
+    config.limits.max_connections_per_client = Some(4096);
+    config
 }
 
 /// A catalogue with one coupon and one content egg.

@@ -99,6 +99,8 @@ impl Agent {
     pub async fn open(data: &Path) -> Result<Agent> {
         let mut cfg = AgentConfig::demo();
         cfg.sync.batch_max_events = Some(BATCH_EVENTS as u32);
+        // The benches claim from one process as fast as they can: no per-window cap.
+        cfg.limits.claims_per_minute = Some(1_000_000);
         if let Ok(n) = std::env::var("BENCH_IN_FLIGHT") {
             cfg.sync.max_in_flight = Some(n.parse()?);
         }
@@ -144,14 +146,21 @@ impl Agent {
                         return Ok::<_, BoxError>(());
                     }
                     let shopper = ShopperHash::new(format!("{:032x}", first + i as u64))?;
+                    // A thousand shoppers per QR window, as if the screen rotated meanwhile.
+                    let window = (first + i as u64) as i64 / 1000;
                     match fact {
                         Fact::Claim => {
-                            let out = writer.claim(shopper).await?;
+                            let out = writer
+                                .claim(shopper, window)
+                                .await?
+                                .map_err(|r| format!("claim refused: {r}"))?;
                             if out.existing {
                                 return Err("a fresh shopper got an existing claim".into());
                             }
                         }
-                        Fact::Scan => writer.scan(shopper).await?,
+                        Fact::Scan => {
+                            writer.scan(shopper, window).await?;
+                        }
                     }
                 }
             }));

@@ -7,6 +7,16 @@ use std::process::{Command, Stdio};
 use crate::proc::Proc;
 use crate::repo;
 
+/// `[limits]` lifted for load driven from one address (the tests' crowd of phones is one
+/// process on loopback); the tests of the limits themselves run on the defaults.
+pub const LOAD_LIMITS: &str = "[limits]\n\
+    eggs_per_client = { per_minute = 1000000, burst = 100000 }\n\
+    eggs_per_shopper = { per_minute = 1000000, burst = 100000 }\n\
+    scans_per_client = { per_minute = 1000000, burst = 100000 }\n\
+    claims_per_minute = 1000000\n\
+    max_connections = 4096\n\
+    max_connections_per_client = 4096\n";
+
 /// How to start an agent.
 #[derive(Debug, Clone, Default)]
 pub struct AgentOptions {
@@ -26,9 +36,9 @@ impl AgentOptions {
     pub fn fast_sync(mqtt: Option<&str>) -> AgentOptions {
         AgentOptions {
             mqtt: mqtt.map(str::to_owned),
-            config_extra: Some(
-                "[sync]\nack_timeout_ms = 2000\nlinger_ms = 50\nmax_backoff_ms = 1000\n".into(),
-            ),
+            config_extra: Some(format!(
+                "[sync]\nack_timeout_ms = 2000\nlinger_ms = 50\nmax_backoff_ms = 1000\n\n{LOAD_LIMITS}"
+            )),
             ..AgentOptions::default()
         }
     }
@@ -37,11 +47,13 @@ impl AgentOptions {
 /// A running `caidan-agent run`, killed (`kill -9`) on drop.
 pub struct AgentProc {
     pub proc: Proc,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: shoppers and staff.
     pub base: String,
+    /// The screen listener: screen page, current QR token, `/metrics`.
+    pub screen: String,
     pub data: PathBuf,
-    /// Everything the agent printed on stdout before its URL line, and the line itself.
-    pub banner: Vec<String>,
+    /// Everything the agent printed on stdout so far.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl AgentProc {
@@ -66,7 +78,14 @@ impl AgentProc {
             std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
             cmd.arg("--config").arg(&config);
         }
-        cmd.args(["--listen", "127.0.0.1:0", "--data"]).arg(data);
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--screen-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data);
         if let Some(url) = &opts.mqtt {
             cmd.args(["--mqtt", url]);
         }
@@ -79,29 +98,50 @@ impl AgentProc {
             Proc::spawn_logged(&mut cmd, &data.with_extension("log")).expect("spawn caidan-agent");
         let mut lines = BufReader::new(proc.child.stdout.take().expect("stdout")).lines();
         let mut banner = Vec::new();
-        let base = loop {
+        let (mut base, mut screen) = (None, None);
+        while base.is_none() || screen.is_none() {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
                 _ => panic!("caidan-agent exited before listening:\n{}", proc.log_text()),
             };
             banner.push(line.clone());
             if let Some((_, url)) = line.split_once("listening on ") {
-                break url.trim().to_owned();
+                base = Some(url.trim().to_owned());
             }
-        };
+            if let Some(rest) = line.strip_prefix("screen:") {
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                screen = Some(url.trim_end_matches('/').to_owned());
+            }
+        }
+        let (base, screen) = (base.unwrap_or_default(), screen.unwrap_or_default());
         // Keep reading so the agent never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(banner));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
         AgentProc {
             proc,
             base,
+            screen,
             data: data.to_owned(),
-            banner,
+            stdout,
         }
+    }
+
+    /// What the agent printed on stdout so far (its banner).
+    pub fn stdout_text(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     /// Where the agent serves `/metrics`.
     pub fn metrics_url(&self) -> String {
-        format!("{}/metrics", self.base)
+        format!("{}/metrics", self.screen)
     }
 
     /// `kill -9`.

@@ -13,7 +13,7 @@ use crate::catalogue::{Offer, OfferKind, Text};
 use crate::engine::{Pick, ShopperView, daily_seed};
 use crate::events::NewEvent;
 use crate::store::state::State;
-use crate::store::{ClaimOutcome, ClaimRecord, StoreError};
+use crate::store::{ClaimOutcome, ClaimRecord, ClaimRefusal, StoreError};
 
 /// Offers whose copy (titles, descriptions) the writer keeps parsed.
 const OFFER_CACHE: usize = 256;
@@ -89,18 +89,23 @@ pub fn claim(
     st: &mut State,
     now: Now,
     shopper: &ShopperHash,
-) -> Result<ClaimOutcome, StoreError> {
+    window: i64,
+) -> Result<Result<ClaimOutcome, ClaimRefusal>, StoreError> {
     let moment = now.moment(st);
     let day = moment.today().to_string();
     let view = match shopper_view(conn, st, shopper, &day)? {
         Seen::Today(claim) => {
-            return Ok(ClaimOutcome {
+            return Ok(Ok(ClaimOutcome {
                 claim,
                 existing: true,
-            });
+            }));
         }
         Seen::Before(view) => view,
     };
+    // A rescan gets its claim back above; a new one must fit in what this window may give.
+    if !st.windows.claim_fits(window) {
+        return Ok(Err(ClaimRefusal::ScreenBusy));
+    }
     let seed = daily_seed(&st.engine.touchpoint().device, shopper, moment.today());
     let shopper_id = shopper;
     let shopper = shopper.as_str();
@@ -226,8 +231,9 @@ pub fn claim(
     {
         *q -= 1;
     }
-    Ok(ClaimOutcome {
+    st.windows.claimed(window);
+    Ok(Ok(ClaimOutcome {
         claim: record,
         existing: false,
-    })
+    }))
 }

@@ -9,13 +9,19 @@ use crate::events::NewEvent;
 use crate::store::StoreError;
 use crate::store::state::State;
 
-/// Records that a shopper opened the egg page with a valid token.
+/// Records that a shopper opened the egg page of QR window `window`, once per shopper and
+/// window: a reload or a flood of the page from one shopper is one scan. Returns whether it
+/// was recorded.
 pub fn scan(
     conn: &Connection,
     st: &mut State,
     now: Now,
     shopper: &ShopperHash,
-) -> Result<(), StoreError> {
+    window: i64,
+) -> Result<bool, StoreError> {
+    if !st.windows.scan_is_new(window, shopper) {
+        return Ok(false);
+    }
     let brands = brand_ids(st.engine.brands_in_rotation(&now.moment(st)))?;
     let event = NewEvent {
         subject: None,
@@ -28,7 +34,8 @@ pub fn scan(
         }),
     };
     write_event(conn, st, now, event)?;
-    Ok(())
+    st.windows.scanned(window, shopper);
+    Ok(true)
 }
 
 /// One aggregated impression event for a minute of QR displays.
