@@ -144,6 +144,65 @@ fn serve_limits(cfg: &AgentConfig) -> ServeLimits {
     }
 }
 
+/// Connections the screen listener takes: one display and a metrics scraper or two.
+const SCREEN_CONNECTIONS: usize = 16;
+/// Descriptors kept for the store, the broker link, logs and the listeners themselves.
+const RESERVED_FDS: u64 = 64;
+
+/// The screen listener's limits: the public timeouts, a small cap.
+fn screen_limits(public: ServeLimits) -> ServeLimits {
+    ServeLimits {
+        max_connections: SCREEN_CONNECTIONS,
+        max_connections_per_client: SCREEN_CONNECTIONS,
+        ..public
+    }
+}
+
+/// Descriptors both listeners at their caps need.
+fn descriptors_needed(public: &ServeLimits) -> u64 {
+    (public.max_connections + SCREEN_CONNECTIONS) as u64 + RESERVED_FDS
+}
+
+/// The public caps shrunk to fit `available` descriptors, so a flood meets the cap and is
+/// refused cleanly instead of running the process out of descriptors.
+fn fit_descriptors(public: ServeLimits, available: u64) -> ServeLimits {
+    if available >= descriptors_needed(&public) {
+        return public;
+    }
+    let fit = available
+        .saturating_sub(SCREEN_CONNECTIONS as u64 + RESERVED_FDS)
+        .max(8) as usize;
+    ServeLimits {
+        max_connections: fit,
+        max_connections_per_client: public.max_connections_per_client.min(fit),
+        ..public
+    }
+}
+
+/// Raises the descriptor limit to what the caps need (up to the hard limit); where that is
+/// not enough, lowers the public cap and says so.
+fn with_descriptors(public: ServeLimits) -> ServeLimits {
+    let needed = descriptors_needed(&public);
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(available) => {
+            let fitted = fit_descriptors(public, available);
+            if fitted != public {
+                tracing::warn!(
+                    available,
+                    needed,
+                    max_connections = fitted.max_connections,
+                    "descriptor limit below what the profile's connection cap needs; cap lowered"
+                );
+            }
+            fitted
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read or raise the descriptor limit");
+            public
+        }
+    }
+}
+
 /// Wrong-code lockouts from the config's limits.
 fn wrong_codes(cfg: &AgentConfig) -> WrongCodes {
     let l = &cfg.limits;
@@ -279,7 +338,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         screen_token: cfg.http.screen_token,
     };
     let (stop, stopped) = watch::channel(false);
-    let limits = serve_limits(cfg);
+    let limits = with_descriptors(serve_limits(cfg));
     let server = tokio::spawn(serve::serve(
         listener,
         http::public_router(state.clone()),
@@ -290,7 +349,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
     let screen_server = tokio::spawn(serve::serve(
         screen_listener,
         http::screen_router(state.clone()),
-        limits,
+        screen_limits(limits),
         metrics.clone(),
         stopped.clone(),
     ));
@@ -347,4 +406,38 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         writer_thread,
         stop,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize, per_client: usize) -> ServeLimits {
+        ServeLimits {
+            max_connections: max,
+            max_connections_per_client: per_client,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn caps_that_fit_the_descriptors_stay() {
+        assert_eq!(
+            fit_descriptors(limits(1024, 256), 20_000),
+            limits(1024, 256)
+        );
+        assert_eq!(
+            fit_descriptors(limits(1024, 256), 1024 + 16 + 64),
+            limits(1024, 256)
+        );
+    }
+
+    #[test]
+    fn caps_shrink_to_the_descriptors_there_are() {
+        // The common default soft limit of 1,024 descriptors.
+        assert_eq!(fit_descriptors(limits(1024, 256), 1024), limits(944, 256));
+        assert_eq!(fit_descriptors(limits(1024, 256), 200), limits(120, 120));
+        assert_eq!(fit_descriptors(limits(1024, 256), 10), limits(8, 8));
+    }
 }

@@ -299,6 +299,59 @@ async fn wrong_redemption_codes_lock_out_and_unlock() {
     );
 }
 
+/// `n` connections to `addr` from `from` that send nothing.
+async fn silent_sockets(addr: SocketAddr, from: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut silent = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(from.parse().unwrap(), 0))
+            .unwrap();
+        silent.push(socket.connect(addr).await.unwrap());
+    }
+    silent
+}
+
+/// How many of `sockets` the agent has closed by `deadline` (a read gives end of file or a
+/// reset).
+async fn closed_by(sockets: &mut [tokio::net::TcpStream], deadline: tokio::time::Instant) -> usize {
+    let mut closed = 0;
+    for s in sockets {
+        let mut buf = [0u8; 1];
+        let read =
+            tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(s, &mut buf)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    closed
+}
+
+/// A shopper at 127.0.0.1 cracks an egg; the answer must come within 5 s.
+async fn patient_shopper(agent: &TestAgent) -> u16 {
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        client_from("127.0.0.1")
+            .post(agent.url("/api/v1/eggs"))
+            .json(&json!({ "token": agent.token(), "shopper": "patient" }))
+            .send(),
+    )
+    .await
+    .expect("answered while silent sockets are open")
+    .expect("connected and answered");
+    r.status().as_u16()
+}
+
+/// A counter from the agent's metrics, 0 when absent.
+fn rejections(metrics: &str, reason: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.contains(&format!("reason=\"{reason}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// 2,000 sockets that send nothing, from one address: past the per-client cap they are
 /// closed as they arrive, the rest when their header deadline passes; meanwhile a shopper
 /// at another address is answered.
@@ -310,49 +363,46 @@ async fn silent_sockets_are_closed_and_a_shopper_still_gets_an_egg() {
     config.limits.header_timeout_ms = 1_000;
     let agent = TestAgent::start_with(coupon_catalogue(json!({})), config).await;
     let per_client = agent.config.profile().limits.max_connections_per_client as usize;
-    let addr: SocketAddr = agent.running.addr;
-    let mut silent = Vec::new();
-    for _ in 0..2_000 {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
-        silent.push(socket.connect(addr).await.unwrap());
-    }
-    // A shopper elsewhere gets an answer while the sockets sit there.
-    let shopper = client_from("127.0.0.1");
-    let r = tokio::time::timeout(
-        Duration::from_secs(5),
-        shopper
-            .post(agent.url("/api/v1/eggs"))
-            .json(&json!({ "token": agent.token(), "shopper": "patient" }))
-            .send(),
-    )
-    .await
-    .expect("answered while 2,000 silent sockets are open")
-    .unwrap();
-    assert_eq!(r.status(), 201);
-    // Every silent socket gets closed: reading gives end of file (or a reset).
+    let mut silent = silent_sockets(agent.running.addr, "127.0.0.3", 2_000).await;
+    assert_eq!(patient_shopper(&agent).await, 201);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut closed = 0;
-    for s in &mut silent {
-        let mut buf = [0u8; 1];
-        let read =
-            tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(s, &mut buf)).await;
-        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
-            closed += 1;
-        }
-    }
-    assert_eq!(closed, 2_000, "silent sockets left open");
-    let metrics = agent.metrics().await;
-    let refused: f64 = metrics
-        .lines()
-        .find(|l| l.contains("reason=\"connections_per_client\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    assert_eq!(
+        closed_by(&mut silent, deadline).await,
+        2_000,
+        "silent sockets left open"
+    );
+    let refused = rejections(&agent.metrics().await, "connections_per_client");
     assert!(
         refused >= (2_000 - per_client) as f64,
         "{refused} refused at the door, per-client cap {per_client}"
     );
+}
+
+/// Silent sockets from many addresses fill the total cap; a shopper arriving then is still
+/// let in (the socket idle longest makes room) and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_many_addresses_do_not_keep_a_shopper_out() {
+    let mut config = common::unlimited(AgentConfig::demo());
+    config.limits.max_connections = Some(64);
+    config.limits.max_connections_per_client = Some(32);
+    // Long enough that no header deadline frees a slot during the test.
+    config.limits.header_timeout_ms = 60_000;
+    let agent = TestAgent::start_with(coupon_catalogue(json!({})), config).await;
+    let mut silent = Vec::new();
+    for from in ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"] {
+        silent.extend(silent_sockets(agent.running.addr, from, 32).await);
+    }
+    // 128 arrived for 64 places: the first 64 were closed to make room for the last 64.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    assert_eq!(closed_by(&mut silent[..64], deadline).await, 64);
+    assert_eq!(patient_shopper(&agent).await, 201);
+    assert_eq!(
+        patient_shopper(&agent).await,
+        200,
+        "the same claim again, on a full listener"
+    );
+    let evicted = rejections(&agent.metrics().await, "connection_evicted");
+    assert!(evicted >= 65.0, "{evicted} idle connections made room");
 }
 
 /// A kept-alive connection that asks nothing more is closed after the idle deadline.

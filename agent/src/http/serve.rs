@@ -1,6 +1,8 @@
 //! Serving HTTP/1 with the limits a small device needs against silent and greedy clients:
-//! a cap on open connections, in all and per client address (a connection over either cap
-//! is closed as it arrives), a deadline for each request's headers, and an idle deadline
+//! a cap on open connections per client address (a connection over it is closed as it
+//! arrives) and in all (at that cap, the connection idle longest makes room: one that has
+//! not sent a request yet, or sits between requests, so silent sockets from many addresses
+//! cannot keep a shopper out), a deadline for each request's headers, and an idle deadline
 //! between requests on a kept-alive connection. Each connection is one task; a shutdown
 //! signal closes them gracefully.
 
@@ -14,7 +16,8 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tower::ServiceExt as _;
 
 use super::Metrics;
@@ -30,48 +33,136 @@ pub struct ServeLimits {
     pub idle_timeout: Duration,
 }
 
+/// One open connection as the caps see it.
+#[derive(Debug)]
+struct Conn {
+    ip: IpAddr,
+    in_flight: usize,
+    /// Since when no request has been in flight (from the accept, before the first).
+    idle_since: Instant,
+    /// Told when the connection must make room for a newer one.
+    evict: Arc<Notify>,
+}
+
 /// Open connections, in all and per client address.
 #[derive(Debug, Default)]
 struct Open {
-    total: usize,
+    conns: HashMap<u64, Conn>,
     per_client: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+impl Open {
+    fn remove(&mut self, id: u64) -> Option<Conn> {
+        let conn = self.conns.remove(&id)?;
+        if let Some(n) = self.per_client.get_mut(&conn.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&conn.ip);
+            }
+        }
+        Some(conn)
+    }
+
+    /// Closes the connection idle longest, if any is idle; says whether one was.
+    fn evict_idlest(&mut self) -> bool {
+        let idlest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.in_flight == 0)
+            .min_by_key(|(id, c)| (c.idle_since, **id))
+            .map(|(id, _)| *id);
+        match idlest.and_then(|id| self.remove(id)) {
+            Some(conn) => {
+                conn.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection admitted, and whether an idle one was closed to make room.
+struct Admitted {
+    slot: Slot,
+    evicted: bool,
+}
+
+/// Takes a slot for `ip`, making room at the total cap by closing the connection idle
+/// longest, or says which cap is full.
+fn admit(
+    open: &Arc<Mutex<Open>>,
+    ip: IpAddr,
+    limits: &ServeLimits,
+    now: Instant,
+) -> Result<Admitted, &'static str> {
+    let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+    if o.per_client.get(&ip).copied().unwrap_or(0) >= limits.max_connections_per_client {
+        return Err("connections_per_client");
+    }
+    let evicted = o.conns.len() >= limits.max_connections;
+    if evicted && !o.evict_idlest() {
+        return Err("connections_full");
+    }
+    *o.per_client.entry(ip).or_insert(0) += 1;
+    let id = o.next_id;
+    o.next_id += 1;
+    let evict = Arc::new(Notify::new());
+    o.conns.insert(
+        id,
+        Conn {
+            ip,
+            in_flight: 0,
+            idle_since: now,
+            evict: evict.clone(),
+        },
+    );
+    Ok(Admitted {
+        slot: Slot {
+            open: open.clone(),
+            id,
+            evict,
+        },
+        evicted,
+    })
 }
 
 /// One accepted connection's place in [`Open`]; released on drop.
 struct Slot {
     open: Arc<Mutex<Open>>,
-    ip: IpAddr,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl Slot {
+    fn with<R>(&self, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.conns.get_mut(&self.id).map(f)
+    }
+
+    fn request_started(&self) {
+        self.with(|c| c.in_flight += 1);
+    }
+
+    fn request_ended(&self, now: Instant) {
+        self.with(|c| {
+            c.in_flight -= 1;
+            c.idle_since = now;
+        });
+    }
+
+    /// When the connection is to be closed for idling, if no request is in flight.
+    fn idle_deadline(&self, idle_timeout: Duration) -> Option<Instant> {
+        self.with(|c| (c.in_flight == 0).then_some(c.idle_since + idle_timeout))
+            .flatten()
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.total -= 1;
-        if let Some(n) = open.per_client.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.per_client.remove(&self.ip);
-            }
-        }
+        open.remove(self.id);
     }
-}
-
-/// Takes a slot for `ip`, or says which cap is full.
-fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &ServeLimits) -> Result<Slot, &'static str> {
-    let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
-    if o.total >= limits.max_connections {
-        return Err("connections_full");
-    }
-    let mine = o.per_client.entry(ip).or_insert(0);
-    if *mine >= limits.max_connections_per_client {
-        return Err("connections_per_client");
-    }
-    *mine += 1;
-    o.total += 1;
-    Ok(Slot {
-        open: open.clone(),
-        ip,
-    })
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then lets open requests finish
@@ -100,8 +191,13 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match admit(&open, peer.ip(), &limits) {
-            Ok(slot) => slot,
+        let slot = match admit(&open, peer.ip(), &limits, Instant::now()) {
+            Ok(Admitted { slot, evicted }) => {
+                if evicted {
+                    metrics.rejection("connection_evicted");
+                }
+                slot
+            }
             Err(reason) => {
                 metrics.rejection(reason);
                 drop(stream);
@@ -121,7 +217,12 @@ pub async fn serve(
     let _ = drain_tx.send(true);
     // Give requests in flight a moment to be answered.
     for _ in 0..250 {
-        if open.lock().unwrap_or_else(|e| e.into_inner()).total == 0 {
+        if open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conns
+            .is_empty()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -129,7 +230,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one connection until it closes, goes idle past the limit, or the server drains.
+/// Serves one connection until it closes, goes idle past the limit, is told to make room,
+/// or the server drains.
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -138,19 +240,16 @@ async fn connection(
     slot: Slot,
     mut drain: watch::Receiver<bool>,
 ) {
-    // Requests in flight on this connection, and when the last one ended.
-    let busy = Arc::new(Mutex::new((0usize, tokio::time::Instant::now())));
-    let tracker = busy.clone();
+    let slot = Arc::new(slot);
+    let tracker = slot.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
         let tracker = tracker.clone();
         async move {
-            tracker.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+            tracker.request_started();
             let response = app.oneshot(req.map(axum::body::Body::new)).await;
-            let mut b = tracker.lock().unwrap_or_else(|e| e.into_inner());
-            b.0 -= 1;
-            b.1 = tokio::time::Instant::now();
+            tracker.request_ended(Instant::now());
             response
         }
     });
@@ -161,12 +260,10 @@ async fn connection(
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
+    let evict = slot.evict.clone();
     let mut closing = false;
     loop {
-        let idle_deadline = {
-            let b = busy.lock().unwrap_or_else(|e| e.into_inner());
-            (b.0 == 0).then_some(b.1 + limits.idle_timeout)
-        };
+        let idle_deadline = slot.idle_deadline(limits.idle_timeout);
         let idle = async {
             match idle_deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -181,9 +278,10 @@ async fn connection(
                 }
                 break;
             }
+            // Idle while a newer connection needed the room: close at once.
+            _ = evict.notified() => break,
             _ = idle, if !closing => {
-                let b = busy.lock().unwrap_or_else(|e| e.into_inner());
-                if b.0 == 0 && b.1.elapsed() >= limits.idle_timeout {
+                if slot.idle_deadline(limits.idle_timeout).is_some_and(|at| at <= Instant::now()) {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -194,7 +292,6 @@ async fn connection(
             }
         }
     }
-    drop(slot);
 }
 
 #[cfg(test)]
@@ -210,20 +307,72 @@ mod tests {
         }
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn caps_in_all_and_per_client() {
+    fn per_client_cap_refuses_and_total_cap_makes_room() {
         let open = Arc::new(Mutex::new(Open::default()));
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let s1 = admit(&open, a, &limits()).unwrap();
-        let _s2 = admit(&open, a, &limits()).unwrap();
+        let t0 = Instant::now();
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        let s1 = admit(&open, a, &limits(), t0).unwrap();
+        let s2 = admit(&open, a, &limits(), t0 + Duration::from_secs(1)).unwrap();
+        assert!(!s1.evicted && !s2.evicted);
         assert_eq!(
-            admit(&open, a, &limits()).err(),
+            admit(&open, a, &limits(), t0).err(),
             Some("connections_per_client")
         );
-        let _s3 = admit(&open, b, &limits()).unwrap();
-        assert_eq!(admit(&open, b, &limits()).err(), Some("connections_full"));
+        let s3 = admit(&open, b, &limits(), t0 + Duration::from_secs(2)).unwrap();
+        // Full: the connection idle longest (s1) makes room for the newcomer.
+        let s4 = admit(&open, b, &limits(), t0 + Duration::from_secs(3)).unwrap();
+        assert!(s4.evicted);
+        assert_eq!(open.lock().unwrap().conns.len(), 3);
+        assert!(!open.lock().unwrap().conns.contains_key(&s1.slot.id));
+        // Its drop later does not free a second slot.
         drop(s1);
-        let _s4 = admit(&open, b, &limits()).expect("a slot freed is a slot taken");
-        assert_eq!(open.lock().unwrap().total, 3);
+        assert_eq!(open.lock().unwrap().conns.len(), 3);
+        assert_eq!(open.lock().unwrap().per_client[&a], 1);
+        drop((s2, s3, s4));
+        assert!(open.lock().unwrap().conns.is_empty());
+        assert!(open.lock().unwrap().per_client.is_empty());
+    }
+
+    #[test]
+    fn a_connection_with_a_request_in_flight_is_never_evicted() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let t0 = Instant::now();
+        let busy: Vec<Admitted> = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+            .iter()
+            .map(|a| admit(&open, ip(a), &limits(), t0).unwrap())
+            .collect();
+        for a in &busy {
+            a.slot.request_started();
+        }
+        assert_eq!(
+            admit(&open, ip("10.0.0.4"), &limits(), t0).err(),
+            Some("connections_full")
+        );
+        // The first answer makes that connection idle, and so the one to make room.
+        busy[1].slot.request_ended(t0 + Duration::from_millis(5));
+        let newcomer = admit(&open, ip("10.0.0.4"), &limits(), t0).unwrap();
+        assert!(newcomer.evicted);
+        assert!(!open.lock().unwrap().conns.contains_key(&busy[1].slot.id));
+    }
+
+    #[test]
+    fn idle_deadline_runs_from_the_last_answer() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(15);
+        let a = admit(&open, ip("10.0.0.1"), &limits(), t0).unwrap();
+        assert_eq!(a.slot.idle_deadline(idle), Some(t0 + idle));
+        a.slot.request_started();
+        assert_eq!(a.slot.idle_deadline(idle), None);
+        a.slot.request_ended(t0 + Duration::from_secs(4));
+        assert_eq!(
+            a.slot.idle_deadline(idle),
+            Some(t0 + Duration::from_secs(4) + idle)
+        );
     }
 }
