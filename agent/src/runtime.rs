@@ -384,6 +384,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
                 shoppers: writer.shopper_signal(),
                 shutdown: stop.subscribe(),
                 clock: clock.clone(),
+                inbound: None,
             };
             let handle = spawn_uplink(ucfg, links)?;
             metrics.watch_uplink(handle.watch_status());

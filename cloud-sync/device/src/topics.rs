@@ -23,6 +23,11 @@ pub fn state(fleet: &str, device: &str) -> String {
     device_topic(fleet, device, "state")
 }
 
+/// Pickup orders, cancels and stock counts from the order system.
+pub fn orders(fleet: &str, device: &str) -> String {
+    device_topic(fleet, device, "orders")
+}
+
 /// Extracts `(fleet, device, leaf)` from a device topic; `None` for anything else.
 pub fn parse_device_topic(topic: &str) -> Option<(&str, &str, &str)> {
     let rest = topic.strip_prefix(ROOT)?.strip_prefix('/')?;

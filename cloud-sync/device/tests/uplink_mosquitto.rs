@@ -219,6 +219,7 @@ fn uplink_last_will_marks_device_offline() {
             shoppers: Arc::new(ShopperSignal::default()),
             shutdown: stopped,
             clock: Arc::new(SystemClock::new()),
+            inbound: None,
         };
         spawn_uplink(cfg, links).unwrap()
     };

@@ -195,6 +195,7 @@ impl Agent {
             shoppers: self.writer.shopper_signal(),
             shutdown: stopped,
             clock: SystemClock::shared(),
+            inbound: None,
         };
         let handle = spawn_uplink(ucfg, links)?;
         Ok(Uplink { handle, stop })

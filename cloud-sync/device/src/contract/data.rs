@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::event::Stage;
 use super::ids::{ClaimCode, Ident, ShopperHash};
+use super::inventory::{MAX_LINES, MAX_NOTE_CHARS, OrderData, OrderState, StockData};
 
 /// Most brands one impression or scan names.
 pub const MAX_BRANDS: usize = 128;
@@ -27,14 +29,18 @@ pub enum OfferKind {
     Discount,
     /// A brand story: nothing to redeem; the fallback so no egg is ever empty.
     Content,
+    /// A surprise product at a special price: one unit held here for the shopper, picked up
+    /// with a pickup code.
+    Product,
 }
 
 impl OfferKind {
-    pub const ALL: [OfferKind; 4] = [
+    pub const ALL: [OfferKind; 5] = [
         OfferKind::Coupon,
         OfferKind::FreeSample,
         OfferKind::Discount,
         OfferKind::Content,
+        OfferKind::Product,
     ];
 
     pub fn parse(s: &str) -> Option<OfferKind> {
@@ -47,12 +53,19 @@ impl OfferKind {
             OfferKind::FreeSample => "free_sample",
             OfferKind::Discount => "discount",
             OfferKind::Content => "content",
+            OfferKind::Product => "product",
         }
     }
 
-    /// Content eggs are brand stories: nothing to redeem.
+    /// Coupons and discounts are redeemed at the counter; content has nothing to redeem,
+    /// and samples and products are picked up with their pickup code.
     pub fn redeemable(self) -> bool {
-        self != OfferKind::Content
+        matches!(self, OfferKind::Coupon | OfferKind::Discount)
+    }
+
+    /// Samples and products hold a unit of stock for the shopper until picked up.
+    pub fn holds_stock(self) -> bool {
+        matches!(self, OfferKind::FreeSample | OfferKind::Product)
     }
 }
 
@@ -190,6 +203,8 @@ pub enum EventData {
     Claim(ClaimData),
     Redemption(RedemptionData),
     Rejection(RejectionData),
+    Order(OrderData),
+    Stock(StockData),
 }
 
 /// A `data` that does not satisfy its type's bounds.
@@ -207,6 +222,17 @@ impl EventData {
             EventData::Claim(_) => T::Claim,
             EventData::Redemption(_) => T::Redemption,
             EventData::Rejection(_) => T::Rejection,
+            EventData::Order(_) => T::Order,
+            EventData::Stock(_) => T::Stock,
+        }
+    }
+
+    /// The AIPL stage this fact counts toward: the type's, and Purchase for an order picked
+    /// up.
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            EventData::Order(d) => (d.state == OrderState::PickedUp).then_some(Stage::Purchase),
+            other => other.event_type().stage(),
         }
     }
 
@@ -222,6 +248,8 @@ impl EventData {
             T::Claim => EventData::Claim(typed(json)?),
             T::Redemption => EventData::Redemption(typed(json)?),
             T::Rejection => EventData::Rejection(typed(json)?),
+            T::Order => EventData::Order(typed(json)?),
+            T::Stock => EventData::Stock(typed(json)?),
         };
         data.check()?;
         Ok(data)
@@ -240,6 +268,20 @@ impl EventData {
             EventData::Claim(d) if d.local_hour > 23 => {
                 return Err(DataError("local_hour must be 0-23".into()));
             }
+            EventData::Order(d) if d.lines.len() > MAX_LINES || d.stock.len() > MAX_LINES => {
+                return Err(DataError(
+                    format!("an order event has at most {MAX_LINES} lines").into(),
+                ));
+            }
+            EventData::Stock(d)
+                if d.note
+                    .as_ref()
+                    .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) =>
+            {
+                return Err(DataError(
+                    format!("note is longer than {MAX_NOTE_CHARS} characters").into(),
+                ));
+            }
             _ => None,
         };
         if brands.is_some_and(|b| b.len() > MAX_BRANDS) {
@@ -257,6 +299,8 @@ impl EventData {
             EventData::Claim(d) => d.scene,
             EventData::Redemption(d) => d.scene,
             EventData::Rejection(d) => d.scene,
+            EventData::Order(d) => d.scene,
+            EventData::Stock(d) => d.scene,
         }
     }
 
@@ -266,7 +310,8 @@ impl EventData {
             EventData::Scan(d) => Some(&d.shopper),
             EventData::Claim(d) => Some(&d.shopper),
             EventData::Redemption(d) => Some(&d.shopper),
-            EventData::Impression(_) | EventData::Rejection(_) => None,
+            EventData::Order(d) => d.shopper.as_ref(),
+            EventData::Impression(_) | EventData::Rejection(_) | EventData::Stock(_) => None,
         }
     }
 
@@ -276,7 +321,8 @@ impl EventData {
             EventData::Claim(d) => Some(&d.offer),
             EventData::Redemption(d) => Some(&d.offer),
             EventData::Rejection(d) => d.offer.as_ref(),
-            EventData::Impression(_) | EventData::Scan(_) => None,
+            EventData::Order(d) => d.offer.as_ref(),
+            EventData::Impression(_) | EventData::Scan(_) | EventData::Stock(_) => None,
         }
     }
 
@@ -286,7 +332,8 @@ impl EventData {
             EventData::Claim(d) => Some(&d.brand),
             EventData::Redemption(d) => Some(&d.brand),
             EventData::Rejection(d) => d.brand.as_ref(),
-            EventData::Impression(_) | EventData::Scan(_) => None,
+            EventData::Order(d) => d.brand.as_ref(),
+            EventData::Impression(_) | EventData::Scan(_) | EventData::Stock(_) => None,
         }
     }
 

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde_json::Value;
 
 use super::{
-    Ack, ClaimData, EventType, ImpressionData, RedemptionData, RejectionData, ScanData,
-    StateMessage,
+    Ack, CancelOrder, ClaimData, EventType, ImpressionData, OrderData, PickupOrder, RedemptionData,
+    RejectionData, ScanData, SetStock, StateMessage, StockData,
 };
 
 /// First line of the generated part of `docs/events.md`.
@@ -28,6 +28,8 @@ pub fn data_schema(ty: EventType) -> Value {
         EventType::Claim => of::<ClaimData>(),
         EventType::Redemption => of::<RedemptionData>(),
         EventType::Rejection => of::<RejectionData>(),
+        EventType::Order => of::<OrderData>(),
+        EventType::Stock => of::<StockData>(),
     }
 }
 
@@ -37,8 +39,12 @@ pub fn generated() -> String {
     let mut out = String::new();
     out.push_str("## Types and `data`\n\n| type | AIPL |\n| --- | --- |\n");
     for ty in EventType::ALL {
-        let stage = ty.stage().map_or("—", |s| s.as_str());
-        let _ = writeln!(out, "| [`{ty}`](#{}) | {stage} |", anchor(ty.as_str()));
+        let _ = writeln!(
+            out,
+            "| [`{ty}`](#{}) | {} |",
+            anchor(ty.as_str()),
+            ty.stage_text()
+        );
     }
     for ty in EventType::ALL {
         let schema = data_schema(ty);
@@ -46,9 +52,7 @@ pub fn generated() -> String {
         if let Some(d) = schema.get("description").and_then(Value::as_str) {
             // Data types are documented as "`type`: what it records."
             let what = d.split_once(": ").map_or(d, |(_, rest)| rest);
-            let mut chars = what.chars();
-            let first = chars.next().map(|c| c.to_uppercase().to_string());
-            let _ = writeln!(out, "{}{}\n", first.unwrap_or_default(), chars.as_str());
+            let _ = writeln!(out, "{}\n", capitalised(what));
         }
         out.push_str(&fields_table(&schema));
     }
@@ -66,7 +70,31 @@ pub fn generated() -> String {
     out.push_str(&fields_table(
         &schemars::schema_for!(StateMessage).to_value(),
     ));
+    out.push_str("\n## Orders\n\n");
+    out.push_str(
+        "Published by the order system on `caidan/v1/{fleet}/d/{device}/orders` (QoS 1; the \
+         device keeps a persistent session, so orders wait at the broker while it is \
+         offline). One JSON object of at most 16 KiB, tagged by `type`. The device answers \
+         with `com.caidan.order` and `com.caidan.stock` events through its outbox.\n",
+    );
+    for (ty, schema) in [
+        ("order", schemars::schema_for!(PickupOrder).to_value()),
+        ("cancel", schemars::schema_for!(CancelOrder).to_value()),
+        ("set_stock", schemars::schema_for!(SetStock).to_value()),
+    ] {
+        let _ = write!(out, "\n### `\"type\": \"{ty}\"`\n\n");
+        if let Some(d) = schema.get("description").and_then(Value::as_str) {
+            let _ = writeln!(out, "{d}\n");
+        }
+        out.push_str(&fields_table(&schema));
+    }
     out
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    let first = chars.next().map(|c| c.to_uppercase().to_string());
+    format!("{}{}", first.unwrap_or_default(), chars.as_str())
 }
 
 fn anchor(title: &str) -> String {

@@ -26,6 +26,8 @@ pub enum EventType {
     Claim,
     Redemption,
     Rejection,
+    Order,
+    Stock,
 }
 
 /// The AIPL stage a fact counts toward.
@@ -48,12 +50,14 @@ impl Stage {
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 7] = [
         EventType::Impression,
         EventType::Scan,
         EventType::Claim,
         EventType::Redemption,
         EventType::Rejection,
+        EventType::Order,
+        EventType::Stock,
     ];
 
     /// The `type` attribute. The only place these names are written.
@@ -64,6 +68,8 @@ impl EventType {
             EventType::Claim => "com.caidan.claim",
             EventType::Redemption => "com.caidan.redemption",
             EventType::Rejection => "com.caidan.rejection",
+            EventType::Order => "com.caidan.order",
+            EventType::Stock => "com.caidan.stock",
         }
     }
 
@@ -71,13 +77,23 @@ impl EventType {
         EventType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// The AIPL stage the type counts toward (Loyalty is derived from repeat purchases).
+    /// The AIPL stage every fact of the type counts toward (Loyalty is derived from repeat
+    /// purchases). Orders count as Purchase only once picked up: see
+    /// [`EventData::stage`](super::EventData::stage).
     pub fn stage(self) -> Option<Stage> {
         match self {
             EventType::Impression => Some(Stage::Awareness),
             EventType::Scan | EventType::Claim => Some(Stage::Interest),
             EventType::Redemption => Some(Stage::Purchase),
-            EventType::Rejection => None,
+            EventType::Rejection | EventType::Order | EventType::Stock => None,
+        }
+    }
+
+    /// The AIPL column of the contract document.
+    pub fn stage_text(self) -> &'static str {
+        match self {
+            EventType::Order => "Purchase, when `state` is `picked_up`",
+            other => other.stage().map_or("—", |s| s.as_str()),
         }
     }
 
@@ -85,6 +101,11 @@ impl EventType {
     /// rather than every brand on screen (impressions, scans).
     pub fn is_about_one_brand(self) -> bool {
         !matches!(self, EventType::Impression | EventType::Scan)
+    }
+
+    /// Whether some facts of the type count in the funnel.
+    pub fn in_funnel(self) -> bool {
+        self.stage().is_some() || self == EventType::Order
     }
 }
 

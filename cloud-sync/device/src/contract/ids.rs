@@ -234,6 +234,18 @@ impl IdRule for ClaimCodeRule {
     }
 }
 
+/// A pickup code as typed at the counter or on a keypad: 4-16 of `0-9 A-Z`.
+pub enum PickupCodeRule {}
+impl IdRule for PickupCodeRule {
+    const WHAT: &'static str = "pickup code";
+    const MIN: usize = 4;
+    const MAX: usize = 16;
+    const CLASS: &'static str = "[0-9A-Z]";
+    fn allowed(b: u8) -> bool {
+        b.is_ascii_digit() || b.is_ascii_uppercase()
+    }
+}
+
 /// The characters of claim codes: easy to read out and type on a keypad.
 pub const CLAIM_CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -245,6 +257,65 @@ pub type Ident = Id<IdentRule>;
 pub type ShopperHash = Id<ShopperRule>;
 /// A claim code.
 pub type ClaimCode = Id<ClaimCodeRule>;
+
+/// A pickup code: a secret the shopper holds. The device keeps only its keyed hash; its
+/// `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PickupCode(Id<PickupCodeRule>);
+
+impl JsonSchema for PickupCode {
+    fn schema_name() -> Cow<'static, str> {
+        Id::<PickupCodeRule>::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Id::<PickupCodeRule>::json_schema(generator)
+    }
+}
+
+impl<'de> Deserialize<'de> for PickupCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = Cow::<'de, str>::deserialize(d)?;
+        if !Id::<PickupCodeRule>::valid(&text) {
+            return Err(serde::de::Error::custom(format!(
+                "pickup code must be {}-{} characters of {}",
+                PickupCodeRule::MIN,
+                PickupCodeRule::MAX,
+                PickupCodeRule::CLASS
+            )));
+        }
+        Ok(PickupCode(Id(text.into_owned(), PhantomData)))
+    }
+}
+
+impl PickupCode {
+    /// A code as a person typed it: spaces and dashes dropped, letters upper-cased.
+    pub fn typed(text: &str) -> Result<PickupCode, IdError> {
+        let clean: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .take(PickupCodeRule::MAX + 1)
+            .collect();
+        Id::new(clean).map(PickupCode).map_err(|mut e| {
+            // Never echo a code, not even a wrong one.
+            e.shown = "(hidden)".into();
+            e
+        })
+    }
+
+    /// The code itself, for hashing and for showing to its holder.
+    pub fn reveal(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for PickupCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PickupCode(***)")
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -262,6 +333,22 @@ mod tests {
         assert!(ShopperHash::new("0123456789ABCDEF0123456789abcdef").is_err());
         assert!(ClaimCode::new("7K3M9QXZ").is_ok());
         assert!(ClaimCode::new("7K3M9QXI").is_err());
+        assert!(PickupCode::typed("4821-9930").is_ok());
+        assert_eq!(PickupCode::typed(" ab12 ").unwrap().reveal(), "AB12");
+        assert!(PickupCode::typed("12").is_err());
+        assert!(PickupCode::typed("12345678901234567").is_err());
+    }
+
+    #[test]
+    fn pickup_codes_never_print() {
+        let code = PickupCode::typed("48219930").unwrap();
+        assert_eq!(format!("{code:?}"), "PickupCode(***)");
+        let err = PickupCode::typed("4821993$").unwrap_err().to_string();
+        assert!(!err.contains("4821"), "{err}");
+        let err = serde_json::from_str::<PickupCode>("\"4821993$\"")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("4821"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod data;
 pub mod docs;
 pub mod event;
 pub mod ids;
+pub mod inventory;
 pub mod state;
 
 pub use ack::{Ack, AckError, ack_message};
@@ -21,8 +22,12 @@ pub use data::{
     RejectionReason, ScanData,
 };
 pub use event::{Event, EventError, EventType, Stage};
-pub use ids::{ClaimCode, IdError, Ident, Name, ShopperHash};
-pub use state::{Fill, StateError, StateMessage, StorageReport};
+pub use ids::{ClaimCode, IdError, Ident, Name, PickupCode, ShopperHash};
+pub use inventory::{
+    CancelOrder, DispenseFault, Handover, OrderData, OrderLine, OrderMessage, OrderMessageError,
+    OrderRejection, OrderState, PickupOrder, SetStock, StockData, StockLevel, StockReason,
+};
+pub use state::{Fill, Location, StateError, StateMessage, StorageReport};
 
 /// Longest parse error kept: serde's messages can quote the offending input.
 const MAX_REASON_CHARS: usize = 200;

@@ -13,8 +13,44 @@ pub const MAX_STATE_BYTES: usize = 64 * 1024;
 /// Longest `last_error` a device reports.
 pub const MAX_ERROR_CHARS: usize = 256;
 
+/// A place on Earth, in degrees (WGS 84).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Latitude, -90 to 90.
+    #[schemars(range(min = -90, max = 90))]
+    pub lat: f64,
+    /// Longitude, -180 to 180.
+    #[schemars(range(min = -180, max = 180))]
+    pub lon: f64,
+}
+
+/// Mean Earth radius, in metres.
+const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+impl Location {
+    /// A location, when both coordinates are in range.
+    pub fn new(lat: f64, lon: f64) -> Option<Location> {
+        ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon))
+            .then_some(Location { lat, lon })
+    }
+
+    pub fn valid(&self) -> bool {
+        Location::new(self.lat, self.lon).is_some()
+    }
+
+    /// Great-circle distance in metres (haversine).
+    pub fn distance_m(&self, to: &Location) -> f64 {
+        let (p1, p2) = (self.lat.to_radians(), to.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (to.lon - self.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
+    }
+}
+
 /// What a device says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateMessage {
     /// Whether the agent is connected (the last will says `false`).
@@ -33,6 +69,9 @@ pub struct StateMessage {
     /// Units on hand per SKU, when the device keeps stock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<BTreeMap<Ident, u32>>,
+    /// Where the touchpoint stands, when its config says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 /// How full a device's store is.
@@ -75,6 +114,8 @@ pub enum StateError {
     Garbled(String),
     #[error("last_error is longer than {MAX_ERROR_CHARS} characters")]
     LongError,
+    #[error("location is out of range (lat -90..90, lon -180..180)")]
+    Location,
 }
 
 impl StateMessage {
@@ -94,6 +135,9 @@ impl StateMessage {
             .is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS)
         {
             return Err(StateError::LongError);
+        }
+        if state.location.is_some_and(|l| !l.valid()) {
+            return Err(StateError::Location);
         }
         Ok(state)
     }
@@ -118,6 +162,7 @@ mod tests {
             last_error: None,
             storage: None,
             stock: None,
+            location: None,
         };
         assert_eq!(
             String::from_utf8(s.to_json()).unwrap(),
@@ -154,5 +199,22 @@ mod tests {
             StateMessage::error_text(&"é".repeat(300)).chars().count(),
             MAX_ERROR_CHARS
         );
+        let far = r#"{"online":true,"profile":"k","config_version":null,"outbox_depth":null,"last_error":null,"location":{"lat":91,"lon":0}}"#;
+        assert_eq!(
+            StateMessage::parse(far.as_bytes()),
+            Err(StateError::Location)
+        );
+    }
+
+    #[test]
+    fn distances() {
+        // The Bund to People's Square, Shanghai: about 1.6 km.
+        let bund = Location::new(31.2400, 121.4900).unwrap();
+        let square = Location::new(31.2304, 121.4737).unwrap();
+        let d = bund.distance_m(&square);
+        assert!((1_800.0..2_000.0).contains(&d), "{d}");
+        assert_eq!(bund.distance_m(&bund), 0.0);
+        assert!(Location::new(0.0, 181.0).is_none());
+        assert!(Location::new(f64::NAN, 0.0).is_none());
     }
 }

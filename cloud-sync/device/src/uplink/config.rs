@@ -5,7 +5,7 @@ use std::time::Duration;
 use rumqttc::MqttOptions;
 
 use crate::broker_url::{BrokerUrl, BrokerUrlError};
-use crate::contract::Name;
+use crate::contract::{Location, Name};
 use crate::keys::TrustedKeys;
 use crate::tls::TlsFiles;
 
@@ -99,6 +99,8 @@ pub struct UplinkConfig {
     /// Running config version, reported in the state message (see
     /// [`super::UplinkHandle::set_config_version`]).
     pub config_version: Option<u64>,
+    /// Where the touchpoint stands, reported in the state message.
+    pub location: Option<Location>,
 }
 
 impl UplinkConfig {
@@ -122,6 +124,7 @@ impl UplinkConfig {
             ack_keys,
             profile,
             config_version: None,
+            location: None,
         }
     }
 

@@ -5,20 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS,
     SubscribeReasonCode,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tracing::{debug, info, warn};
 
+use super::inbound::Inbound;
 use super::state::{AckOutcome, Action, BatchSend, UplinkCore};
 use super::{
     OutboxRecord, OutboxSource, ShopperSignal, UplinkConfig, UplinkError, UplinkLinks, UplinkStatus,
 };
 use crate::clock::Clock;
-use crate::contract::{Ack, StateMessage};
+use crate::contract::{Ack, OrderMessage, StateMessage};
 use crate::topics;
 
 /// Largest message the uplink takes off the wire. Anything on its topics above the (1 KiB)
@@ -53,6 +56,13 @@ struct Driver<S: OutboxSource> {
     events_topic: String,
     ack_topic: String,
     state_topic: String,
+    orders_topic: String,
+    /// Where orders go, if the agent takes them.
+    inbound: Option<mpsc::Sender<Inbound>>,
+    /// Orders handed to the agent and not yet dealt with, in the order they came: the
+    /// broker's delivery of each is acknowledged when it is.
+    unacked: VecDeque<(Publish, oneshot::Receiver<()>)>,
+    orders_received: u64,
     read_job: Job<Vec<OutboxRecord>, S::Error>,
     trim_job: Job<Trimmed, S::Error>,
     depth_job: Job<i64, S::Error>,
@@ -77,6 +87,7 @@ pub(super) async fn run<S: OutboxSource>(
         shoppers,
         mut shutdown,
         clock,
+        inbound,
     } = links;
     let epoch = {
         let source = source.clone();
@@ -91,6 +102,7 @@ pub(super) async fn run<S: OutboxSource>(
         last_error: Some("connection lost".into()),
         storage: None,
         stock: None,
+        location: cfg.location,
     };
     opts.set_last_will(LastWill::new(
         state_topic.clone(),
@@ -98,7 +110,9 @@ pub(super) async fn run<S: OutboxSource>(
         QoS::AtLeastOnce,
         true,
     ));
-    opts.set_clean_session(true);
+    // A persistent session: orders published while the device is offline wait at the broker.
+    opts.set_clean_session(inbound.is_none());
+    opts.set_manual_acks(true);
     opts.set_max_packet_size(
         MAX_INCOMING_BYTES,
         crate::broker_url::DEFAULT_MAX_PACKET_BYTES,
@@ -113,6 +127,10 @@ pub(super) async fn run<S: OutboxSource>(
         events_topic: topics::events(&cfg.fleet, &cfg.device),
         ack_topic: topics::ack(&cfg.fleet, &cfg.device),
         state_topic,
+        orders_topic: topics::orders(&cfg.fleet, &cfg.device),
+        inbound,
+        unacked: VecDeque::new(),
+        orders_received: 0,
         core: UplinkCore::new(cfg.core.clone(), epoch, clock.monotonic()),
         cfg,
         source,
@@ -155,6 +173,7 @@ pub(super) async fn run<S: OutboxSource>(
                 d.depth_job = None;
                 d.on_depth(flatten(r));
             }
+            r = front(&mut d.unacked), if !d.unacked.is_empty() => d.on_inbound_done(r.is_ok()),
             ev = eventloop.poll(), if may_connect => d.on_mqtt(ev),
             _ = wake.notified() => d.core.handle_wake(),
             r = config_version.changed() => if r.is_ok() {
@@ -171,6 +190,14 @@ pub(super) async fn run<S: OutboxSource>(
 /// Waits for the job in `slot` (the caller guarantees there is one).
 async fn join<T>(slot: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
     slot.as_mut().expect("job present").await
+}
+
+/// Waits for the oldest unacknowledged order to be dealt with.
+async fn front(unacked: &mut VecDeque<(Publish, oneshot::Receiver<()>)>) -> Result<(), ()> {
+    match unacked.front_mut() {
+        Some((_, done)) => done.await.map_err(|_| ()),
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep(wait: Option<Duration>) {
@@ -244,6 +271,7 @@ impl<S: OutboxSource> Driver<S> {
             last_error: self.last_error.as_deref().map(StateMessage::error_text),
             storage: self.source.storage(),
             stock: None,
+            location: self.cfg.location,
         }
     }
 
@@ -306,8 +334,16 @@ impl<S: OutboxSource> Driver<S> {
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!(device = %self.cfg.device, "connected to broker");
-                if let Err(e) = self.client.try_subscribe(&self.ack_topic, QoS::AtLeastOnce) {
-                    warn!(device = %self.cfg.device, error = %e, "ack subscription not queued");
+                // Orders handed out on the previous connection are delivered again.
+                self.unacked.clear();
+                let mut topics = vec![self.ack_topic.clone()];
+                if self.inbound.is_some() {
+                    topics.push(self.orders_topic.clone());
+                }
+                for topic in topics {
+                    if let Err(e) = self.client.try_subscribe(&topic, QoS::AtLeastOnce) {
+                        warn!(device = %self.cfg.device, %topic, error = %e, "subscription not queued");
+                    }
                 }
                 self.core.handle_connected(now);
             }
@@ -317,20 +353,78 @@ impl<S: OutboxSource> Driver<S> {
                     .iter()
                     .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
             {
-                // Without acks nothing is ever trimmed; say so loudly (usually a broker ACL).
-                warn!(device = %self.cfg.device, topic = %self.ack_topic, "ack subscription refused by broker");
-                self.last_error = Some(format!("subscription to {} refused", self.ack_topic));
+                // Without acks nothing is ever trimmed, without orders none is reserved; say
+                // so loudly (usually a broker ACL).
+                warn!(device = %self.cfg.device, "subscription refused by broker");
+                self.last_error = Some("a subscription (acks or orders) was refused".into());
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.ack_topic => {
-                self.on_ack(&p.payload)
+                self.on_ack(&p.payload);
+                self.ack_delivery(&p);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.orders_topic => {
+                self.on_order(p)
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                warn!(device = %self.cfg.device, topic = %crate::contract::ids::shown(&p.topic), "message on a topic not subscribed to, dropped");
+                self.ack_delivery(&p);
             }
             Ok(_) => {}
             Err(e) => {
+                self.unacked.clear();
                 let r = self.core.handle_connection_lost(now);
                 warn!(device = %self.cfg.device, error = %e, attempt = r.attempt, retry_in_ms = r.delay.as_millis() as u64, "broker connection failed");
                 self.last_error = Some(format!("mqtt: {e}"));
             }
         }
+    }
+
+    /// Acknowledges a delivery to the broker (manual acks: orders wait for the agent).
+    fn ack_delivery(&self, p: &Publish) {
+        if let Err(e) = self.client.try_ack(p) {
+            debug!(device = %self.cfg.device, error = %e, "delivery ack not queued");
+        }
+    }
+
+    /// Hands an order message to the agent; its delivery is acknowledged once it is dealt
+    /// with ([`Driver::on_inbound_done`]).
+    fn on_order(&mut self, p: Publish) {
+        let Some(inbound) = &self.inbound else {
+            self.ack_delivery(&p);
+            return;
+        };
+        let (message, done) = Inbound::new(OrderMessage::parse(&p.payload));
+        match inbound.try_send(message) {
+            Ok(()) => {
+                self.orders_received += 1;
+                self.unacked.push_back((p, done));
+            }
+            Err(e) => {
+                // Left unacknowledged: after the reconnect the broker delivers it again.
+                warn!(device = %self.cfg.device, error = %e, "agent not taking orders now; reconnecting to get them again");
+                self.reconnect_for_redelivery();
+            }
+        }
+    }
+
+    fn on_inbound_done(&mut self, stored: bool) {
+        let Some((p, _)) = self.unacked.pop_front() else {
+            return;
+        };
+        if stored {
+            self.ack_delivery(&p);
+        } else {
+            warn!(device = %self.cfg.device, "an order was not stored; reconnecting so the broker delivers it again");
+            self.reconnect_for_redelivery();
+        }
+    }
+
+    /// Drops the connection without acknowledging what is pending; the persistent session
+    /// makes the broker deliver it again.
+    fn reconnect_for_redelivery(&mut self) {
+        self.unacked.clear();
+        self.last_error = Some("an order could not be stored; it will be delivered again".into());
+        let _ = self.client.try_disconnect();
     }
 
     fn on_ack(&mut self, payload: &[u8]) {
@@ -374,6 +468,7 @@ impl<S: OutboxSource> Driver<S> {
             connects: c.connects,
             failures: c.failures,
             acks_refused: self.acks_refused,
+            orders_received: self.orders_received,
             outbox_depth: self.depth,
             last_error: self.last_error.clone(),
         };

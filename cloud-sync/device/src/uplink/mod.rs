@@ -8,13 +8,14 @@
 
 mod config;
 mod driver;
+mod inbound;
 mod outputs;
 pub mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -22,6 +23,7 @@ use crate::clock::Clock;
 use crate::contract::StorageReport;
 
 pub use config::{MAX_BATCH_BYTES, UplinkConfig, UplinkError};
+pub use inbound::{INBOUND_QUEUE, Inbound};
 
 /// One outbox record as stored by the agent: the complete CloudEvents JSON object text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,8 @@ pub struct UplinkStatus {
     pub failures: u32,
     /// Messages on the ack topic refused (unsigned, forged, garbled, oversized) since start.
     pub acks_refused: u64,
+    /// Messages on the orders topic handed to the agent since start.
+    pub orders_received: u64,
     /// Outbox depth when last read (after each trim and state refresh).
     pub outbox_depth: Option<i64>,
     pub last_error: Option<String>,
@@ -129,6 +133,8 @@ pub struct UplinkLinks<S> {
     pub shutdown: watch::Receiver<bool>,
     /// Time for the core's timers; the agent passes its own.
     pub clock: Arc<dyn Clock>,
+    /// Where orders from the cloud go; with `None` the device does not subscribe to them.
+    pub inbound: Option<mpsc::Sender<Inbound>>,
 }
 
 /// Starts the uplink on the current tokio runtime. Fails only on an invalid config.

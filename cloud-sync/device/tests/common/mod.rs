@@ -351,6 +351,7 @@ impl Running {
             shoppers: shoppers.clone(),
             shutdown: stopped,
             clock,
+            inbound: None,
         };
         let handle = spawn_uplink(cfg, links).unwrap();
         Running {
