@@ -1,5 +1,6 @@
 //! The data bank: ingests event batches from MQTT into SQLite exactly once, acknowledges
-//! them per device and epoch, and serves each brand its AIPL funnel over HTTP.
+//! them per device and epoch, keeps each touchpoint's latest stock, and serves each brand
+//! its AIPL funnel over HTTP.
 
 pub mod auth;
 mod checkpoint;
@@ -7,6 +8,7 @@ pub mod funnel;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod nearby;
 pub mod seqs;
 pub mod store;
 pub mod writer;
