@@ -1,6 +1,6 @@
 //! The data bank: ingests event batches from MQTT into SQLite exactly once, acknowledges
 //! them per device and epoch, keeps each touchpoint's latest stock, and serves each brand
-//! its AIPL funnel over HTTP.
+//! its AIPL funnel and each fleet its stock over HTTP.
 
 pub mod auth;
 mod checkpoint;
