@@ -241,6 +241,12 @@ async fn nearby_stock_over_https_from_events_through_mosquitto() {
         assert!(error.contains(says), "{sku}?{query}: {error}");
     }
 
+    // What is echoed back is cut short, however long the parameter sent.
+    let long = format!("{}=1", "x".repeat(5_000));
+    let (status, v) = get_with(&client, &url(FLEET, "cola", &long), Some(FLEET_TOKEN)).await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().len() < 300, "{v}");
+
     // The plain listener serves the same API.
     let plain = format!(
         "http://{}/api/v1/fleets/demo/stock/cola?{at_bund}",

@@ -18,8 +18,8 @@ pub(super) async fn nearby_stock(
     params: Result<Query<NearbyParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<NearbyStock>, ApiError> {
-    let Path((fleet, sku)) = path.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let Path((fleet, sku)) = path.map_err(|e| bounded(e.body_text()))?;
+    let Query(params) = params.map_err(|e| bounded(e.body_text()))?;
     params
         .refuse_token()
         .map_err(|e| ApiError::BadQuery(e.to_string()))?;
@@ -31,4 +31,15 @@ pub(super) async fn nearby_stock(
         .read(move |c| stock::available(c, f.as_str(), k.as_str()))
         .await?;
     Ok(Json(nearby::rank(&q, candidates)))
+}
+
+/// Longest extractor message echoed back: it may quote a parameter name as sent.
+const MAX_ECHO_CHARS: usize = 200;
+
+fn bounded(text: String) -> ApiError {
+    if text.chars().count() <= MAX_ECHO_CHARS {
+        return ApiError::BadQuery(text);
+    }
+    let head: String = text.chars().take(MAX_ECHO_CHARS).collect();
+    ApiError::BadQuery(format!("{head}..."))
 }
