@@ -277,6 +277,7 @@ pub async fn start_databank(
         },
         store_path: store,
         http_listen: ([127, 0, 0, 1], 0).into(),
+        https: None,
         access: Access::parse("demo brands", DEMO_BRANDS)?,
         clock: SystemClock::shared(),
     };

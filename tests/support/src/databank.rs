@@ -13,6 +13,8 @@ pub struct DatabankProc {
     pub store: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub http: String,
+    /// `https://127.0.0.1:PORT`, when started with `--https`.
+    pub https: Option<String>,
 }
 
 impl DatabankProc {
@@ -40,6 +42,7 @@ impl DatabankProc {
         let mut proc = Proc::spawn_logged(&mut cmd, &dir.join("databank.log"))
             .expect("spawn caidan-cloud databank");
         let mut lines = BufReader::new(proc.child.stdout.take().expect("stdout")).lines();
+        let mut https = None;
         let http = loop {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
@@ -48,12 +51,20 @@ impl DatabankProc {
                     proc.log_text()
                 ),
             };
+            if let Some(addr) = line.strip_prefix("data bank https on ") {
+                https = Some(format!("https://{}", addr.trim()));
+            }
             if let Some(addr) = line.strip_prefix("data bank http on ") {
                 break format!("http://{}", addr.trim());
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
-        DatabankProc { proc, store, http }
+        DatabankProc {
+            proc,
+            store,
+            http,
+            https,
+        }
     }
 
     fn open(&self) -> Option<rusqlite::Connection> {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use caidan_cloud::broker;
 use caidan_cloud::databank::auth::{Access, DEMO_ACK_KEY, DEMO_BRANDS};
-use caidan_cloud::databank::{Databank, DatabankConfig, IngestConfig, parse_store_url};
+use caidan_cloud::databank::{
+    Databank, DatabankConfig, HttpsConfig, IngestConfig, parse_store_url,
+};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::SystemClock;
 use caidan_sync::contract::{DEFAULT_MAX_BATCH_BYTES, Limits};
@@ -95,6 +97,16 @@ struct DatabankArgs {
     /// HTTP listen address of the funnel API and dashboard.
     #[arg(long, default_value = "127.0.0.1:18080")]
     http: SocketAddr,
+    /// HTTPS listen address serving the same API beside --http (needs --tls-cert and
+    /// --tls-key).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    https: Option<SocketAddr>,
+    /// Certificate chain (PEM, the server's certificate first) for --https.
+    #[arg(long, requires = "https")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of that certificate, for --https.
+    #[arg(long, requires = "https")]
+    tls_key: Option<PathBuf>,
     /// MQTT client id, stable per ingester (default derived from the store path).
     #[arg(long)]
     client_id: Option<String>,
@@ -139,9 +151,21 @@ fn databank_config(
         },
         store_path,
         http_listen: args.http,
+        https: args
+            .https
+            .zip(args.tls_cert.zip(args.tls_key))
+            .map(|(listen, (cert, key))| HttpsConfig { listen, cert, key }),
         access,
         clock: SystemClock::shared(),
     })
+}
+
+/// Prints where the data bank listens (tests read these lines), HTTPS first.
+fn print_listeners(databank: &Databank) {
+    if let Some(addr) = databank.https_addr() {
+        println!("data bank https on {addr}");
+    }
+    println!("data bank http on {}", databank.http_addr());
 }
 
 async fn run_until_signal(databank: Databank) {
@@ -186,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             let access = Access::load(&brands)?;
             let cfg = databank_config(broker, tls, &store, access, ack_key, common, true)?;
             let databank = Databank::start(cfg).await?;
-            println!("data bank http on {}", databank.http_addr());
+            print_listeners(&databank);
             run_until_signal(databank).await;
         }
         Command::AckKey { out } => {
@@ -231,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
                 false,
             )?;
             let databank = Databank::start(cfg).await?;
-            println!("data bank http on {}", databank.http_addr());
+            print_listeners(&databank);
             println!(
                 "dashboard: http://{}/brands/lumi-cola/dashboard (sign in with demo-token-lumi)",
                 databank.http_addr()

@@ -1,6 +1,7 @@
-//! Who may read the data bank: brands (each only its own funnel) and fleet operators
-//! (fleet-wide endpoints), loaded from one TOML file. Tokens are kept as hashes and checked
-//! with the shared [`TokenSet`].
+//! Who may read the data bank: brands (each only its own funnel), fleet operators
+//! (fleet-wide endpoints) and fleets (the read credential a fleet's devices use for stock
+//! lookups in their own fleet), loaded from one TOML file. Tokens are kept as hashes and
+//! checked with the shared [`TokenSet`].
 
 use std::path::Path;
 
@@ -10,8 +11,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 /// The demo access file used by `caidan-cloud dev`: the demo catalogue's brands (tokens
-/// `demo-token-lumi`, `demo-token-dawn`, `demo-token-orbit`, `demo-token-papermoon`) and one
-/// operator (`demo-operator-token`).
+/// `demo-token-lumi`, `demo-token-dawn`, `demo-token-orbit`, `demo-token-papermoon`), one
+/// operator (`demo-operator-token`) and the demo fleet's devices (`demo-fleet-token`).
 pub const DEMO_BRANDS: &str = include_str!("../../examples/databank/brands.toml");
 
 /// The demo acknowledgement signing key used by `caidan-cloud dev`; the demo agent config
@@ -50,6 +51,10 @@ pub enum AuthError {
     Forbidden(String),
     #[error("this endpoint needs an operator token")]
     NotOperator,
+    #[error("token does not belong to fleet {0}")]
+    OtherFleet(String),
+    #[error("this endpoint needs the fleet's token or an operator token")]
+    NotFleet,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +64,8 @@ struct AccessFile {
     brand: Vec<BrandEntry>,
     #[serde(default)]
     operator: Vec<OperatorEntry>,
+    #[serde(default)]
+    fleet: Vec<FleetEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +84,14 @@ struct OperatorEntry {
     token_sha256: String,
 }
 
+/// A fleet's read credential; a fleet may be listed more than once (token rotation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetEntry {
+    name: String,
+    token_sha256: String,
+}
+
 /// One brand.
 #[derive(Debug, Clone)]
 pub struct Brand {
@@ -89,9 +104,10 @@ pub struct Brand {
 enum Grant {
     Brand(usize),
     Operator(Name),
+    Fleet(Name),
 }
 
-/// All brands and operators, with token checks.
+/// All brands, operators and fleet credentials, with token checks.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     brands: Vec<Brand>,
@@ -141,6 +157,13 @@ impl Access {
                 .map_err(|e| invalid("operator", index, "token_sha256", e.to_string()))?;
             tokens.push((hash, Grant::Operator(name)));
         }
+        for (index, f) in parsed.fleet.into_iter().enumerate() {
+            let name =
+                Name::new(f.name).map_err(|e| invalid("fleet", index, "name", e.to_string()))?;
+            let hash = TokenHash::parse_lenient(&f.token_sha256)
+                .map_err(|e| invalid("fleet", index, "token_sha256", e.to_string()))?;
+            tokens.push((hash, Grant::Fleet(name)));
+        }
         Ok(Access {
             brands,
             tokens: TokenSet::new(tokens),
@@ -168,7 +191,21 @@ impl Access {
         match token.and_then(|t| self.tokens.lookup(t)) {
             None => Err(AuthError::Unauthorized),
             Some(Grant::Operator(name)) => Ok(name),
-            Some(Grant::Brand(_)) => Err(AuthError::NotOperator),
+            Some(Grant::Brand(_) | Grant::Fleet(_)) => Err(AuthError::NotOperator),
+        }
+    }
+
+    /// Checks that `token` may read `fleet`'s stock: that fleet's own token, or an
+    /// operator's. Another fleet's token or a brand's is refused.
+    pub fn authorize_fleet(&self, token: Option<&str>, fleet: &str) -> Result<(), AuthError> {
+        match token.and_then(|t| self.tokens.lookup(t)) {
+            None => Err(AuthError::Unauthorized),
+            Some(Grant::Operator(_)) => Ok(()),
+            Some(Grant::Fleet(name)) if name.as_str() == fleet => Ok(()),
+            Some(Grant::Fleet(_)) => Err(AuthError::OtherFleet(caidan_sync::contract::ids::shown(
+                fleet,
+            ))),
+            Some(Grant::Brand(_)) => Err(AuthError::NotFleet),
         }
     }
 }
@@ -223,6 +260,49 @@ mod tests {
     }
 
     #[test]
+    fn fleet_tokens_read_their_own_fleet_only() {
+        let other = format!(
+            "{DEMO_BRANDS}\n[[fleet]]\nname = \"north\"\ntoken_sha256 = \"{}\"\n",
+            caidan_sync::credentials::TokenHash::of("north-token")
+        );
+        let access = Access::parse("demo", &other).unwrap();
+        assert_eq!(
+            access.authorize_fleet(Some("demo-fleet-token"), "demo"),
+            Ok(())
+        );
+        assert_eq!(access.authorize_fleet(Some("north-token"), "north"), Ok(()));
+        assert_eq!(
+            access.authorize_fleet(Some("north-token"), "demo"),
+            Err(AuthError::OtherFleet("\"demo\"".into()))
+        );
+        assert_eq!(
+            access.authorize_fleet(Some("demo-operator-token"), "north"),
+            Ok(())
+        );
+        assert_eq!(
+            access.authorize_fleet(Some("demo-token-lumi"), "demo"),
+            Err(AuthError::NotFleet)
+        );
+        assert_eq!(
+            access.authorize_fleet(Some("forged"), "demo"),
+            Err(AuthError::Unauthorized)
+        );
+        assert_eq!(
+            access.authorize_fleet(None, "demo"),
+            Err(AuthError::Unauthorized)
+        );
+        // A fleet token is no operator's and reads no brand's funnel.
+        assert_eq!(
+            access.authorize_operator(Some("demo-fleet-token")),
+            Err(AuthError::NotOperator)
+        );
+        assert!(matches!(
+            access.authorize_brand(Some("demo-fleet-token"), "lumi-cola"),
+            Err(AuthError::Forbidden(_))
+        ));
+    }
+
+    #[test]
     fn rejects_bad_files_naming_the_field() {
         let err = Access::parse("b.toml", "[[brand]]\nid = \"x\"\ntoken_sha256 = \"zz\"\n")
             .unwrap_err()
@@ -242,5 +322,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("b.toml: operator[0].name"), "{err}");
+        let err = Access::parse(
+            "b.toml",
+            "[[fleet]]\nname = \"demo\"\ntoken_sha256 = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("b.toml: fleet[0].token_sha256"), "{err}");
+        let err = Access::parse(
+            "b.toml",
+            &format!(
+                "[[fleet]]\nname = \"Demo Fleet\"\ntoken_sha256 = \"{}\"\n",
+                "a".repeat(64)
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("b.toml: fleet[0].name"), "{err}");
+        let err = Access::parse("b.toml", "[[fleet]]\nname = \"demo\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token_sha256"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use caidan_sync::contract::{EventType, Stage};
+use caidan_sync::contract::{EventType, OrderState, Stage};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ pub struct Fact {
     pub brands: Vec<String>,
     pub shopper: Option<String>,
     pub count: Option<i64>,
+    /// The new state, for an order event.
+    pub order_state: Option<OrderState>,
 }
 
 /// One funnel row (or the totals).
@@ -82,11 +84,22 @@ impl Acc {
     }
 }
 
-/// Which stage `fact` counts toward for `brand`, and by how much: a claim or redemption
-/// counts for its offer's brand, an impression or scan for every brand on screen.
+/// The stage a fact counts toward, as [`caidan_sync::contract::EventData::stage`] decides
+/// it from the full event: its type's, and Purchase for an order once picked up.
+fn stage_of(f: &Fact) -> Option<Stage> {
+    match f.ty? {
+        EventType::Order => {
+            (f.order_state == Some(OrderState::PickedUp)).then_some(Stage::Purchase)
+        }
+        ty => ty.stage(),
+    }
+}
+
+/// Which stage `fact` counts toward for `brand`, and by how much: a claim, redemption or
+/// picked-up order counts for its brand, an impression or scan for every brand on screen.
 fn classify(brand: &str, f: &Fact) -> Option<(Stage, u64)> {
     let ty = f.ty?;
-    let stage = ty.stage()?;
+    let stage = stage_of(f)?;
     let ours = if ty.is_about_one_brand() {
         f.brand.as_deref() == Some(brand)
     } else {
@@ -99,11 +112,12 @@ fn classify(brand: &str, f: &Fact) -> Option<(Stage, u64)> {
     ours.then_some((stage, amount))
 }
 
-/// The stored `type` values the funnel reads, as an SQL list.
+/// The stored `type` values the funnel reads, as an SQL list: every type some of whose
+/// facts count (orders too; [`classify`] keeps the picked-up ones).
 fn funnel_types_sql() -> String {
     let quoted: Vec<String> = EventType::ALL
         .into_iter()
-        .filter(|t| t.stage().is_some())
+        .filter(|t| t.in_funnel())
         .map(|t| format!("'{}'", t.as_str()))
         .collect();
     quoted.join(", ")
@@ -152,7 +166,8 @@ pub fn load_facts(
 ) -> rusqlite::Result<Vec<Fact>> {
     let quoted = serde_json::Value::from(brand).to_string();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT type, device, scene, offer, time_ms, brand, brands, shopper, count FROM events
+        "SELECT type, device, scene, offer, time_ms, brand, brands, shopper, count, order_state
+         FROM events
          WHERE time_ms >= ?1 AND time_ms < ?2
            AND type IN ({})
            AND (brand = ?3 OR instr(brands, ?4) > 0)",
@@ -173,6 +188,9 @@ pub fn load_facts(
                 .unwrap_or_default(),
             shopper: r.get(7)?,
             count: r.get(8)?,
+            order_state: r
+                .get::<_, Option<String>>(9)?
+                .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
         })
     })?;
     rows.collect()
@@ -193,6 +211,15 @@ mod tests {
             brands: brands.iter().map(|b| b.to_string()).collect(),
             shopper: Some(shopper.into()),
             count: Some(7),
+            order_state: None,
+        }
+    }
+
+    fn order(brand: &str, state: OrderState, shopper: &str) -> Fact {
+        Fact {
+            order_state: Some(state),
+            count: None,
+            ..fact("order", "d3", Some(brand), &[], shopper)
         }
     }
 
@@ -230,5 +257,83 @@ mod tests {
         let (rows, _) = aggregate("acme", GroupBy::Offer, facts);
         assert_eq!(rows[0].key, "(none)");
         assert_eq!(rows[1].key, "acme-offer");
+    }
+
+    #[test]
+    fn picked_up_orders_are_purchases_of_their_brand() {
+        let facts = vec![
+            order("acme", OrderState::PickedUp, "s1"),
+            order("acme", OrderState::PickedUp, "s1"),
+            order("acme", OrderState::PickedUp, "s2"),
+            order("bolt", OrderState::PickedUp, "s2"),
+            fact("redemption", "d1", Some("acme"), &[], "s2"),
+            order("acme", OrderState::Reserved, "s3"),
+            order("acme", OrderState::Rejected, "s3"),
+            order("acme", OrderState::Expired, "s3"),
+            order("acme", OrderState::Released, "s3"),
+            order("acme", OrderState::Cancelled, "s3"),
+            order("acme", OrderState::DispenseFailed, "s3"),
+            Fact {
+                count: None,
+                ..fact("stock", "d3", Some("acme"), &[], "s3")
+            },
+        ];
+        let (rows, totals) = aggregate("acme", GroupBy::Touchpoint, facts.clone());
+        // s1 picked up twice, s2 once and redeemed once: both loyal; s3 never bought.
+        assert_eq!(
+            totals,
+            FunnelRow {
+                key: "total".into(),
+                awareness: 0,
+                interest: 0,
+                purchase: 4,
+                loyalty: 2
+            }
+        );
+        assert_eq!(rows.iter().map(|r| r.purchase).sum::<u64>(), 4);
+        let (_, bolt) = aggregate("bolt", GroupBy::Touchpoint, facts);
+        assert_eq!((bolt.purchase, bolt.loyalty), (1, 0));
+    }
+
+    /// The funnel decides from stored columns what the contract decides from the event.
+    #[test]
+    fn order_stages_agree_with_the_contract() {
+        use caidan_sync::contract::{EventData, Ident, OrderData, Scene};
+        let states = [
+            OrderState::Reserved,
+            OrderState::Rejected,
+            OrderState::PickedUp,
+            OrderState::Expired,
+            OrderState::Released,
+            OrderState::Cancelled,
+            OrderState::DispenseFailed,
+        ];
+        for state in states {
+            let data = EventData::Order(OrderData {
+                order: Ident::new("o-1").unwrap(),
+                state,
+                reason: None,
+                fault: None,
+                by: None,
+                lines: vec![],
+                stock: vec![],
+                shopper: None,
+                brand: None,
+                offer: None,
+                scene: Scene::Vending,
+                uptime_ms: 0,
+            });
+            assert_eq!(
+                stage_of(&order("acme", state, "s1")),
+                data.stage(),
+                "{state:?}"
+            );
+        }
+        let types = funnel_types_sql();
+        assert!(types.contains("'com.caidan.order'"), "{types}");
+        assert!(
+            !types.contains("stock") && !types.contains("rejection"),
+            "{types}"
+        );
     }
 }

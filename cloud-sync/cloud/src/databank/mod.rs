@@ -1,12 +1,15 @@
 //! The data bank: ingests event batches from MQTT into SQLite exactly once, acknowledges
-//! them per device and epoch, and serves each brand its AIPL funnel over HTTP.
+//! them per device and epoch, keeps each touchpoint's latest stock, and serves each brand
+//! its AIPL funnel and each fleet its stock over HTTP and, optionally, HTTPS.
 
 pub mod auth;
 mod checkpoint;
 pub mod funnel;
 pub mod http;
+pub mod https;
 pub mod ingest;
 pub mod metrics;
+pub mod nearby;
 pub mod seqs;
 pub mod store;
 pub mod writer;
@@ -22,6 +25,8 @@ use tokio::task::JoinHandle;
 use auth::Access;
 use caidan_sync::broker_url::BrokerUrlError;
 use caidan_sync::clock::Clock;
+pub use https::HttpsConfig;
+use https::{HttpsError, HttpsListener};
 pub use ingest::IngestConfig;
 use metrics::Metrics;
 use store::{Store, StoreError};
@@ -42,6 +47,8 @@ pub enum DatabankError {
     BadUrl { url: String, reason: &'static str },
     #[error(transparent)]
     Broker(#[from] BrokerUrlError),
+    #[error(transparent)]
+    Https(#[from] HttpsError),
 }
 
 /// Everything a data bank needs to run.
@@ -50,6 +57,8 @@ pub struct DatabankConfig {
     pub ingest: IngestConfig,
     pub store_path: PathBuf,
     pub http_listen: SocketAddr,
+    /// An HTTPS listener beside the plain one, when set.
+    pub https: Option<HttpsConfig>,
     pub access: Access,
     pub clock: Arc<dyn Clock>,
 }
@@ -68,10 +77,12 @@ pub fn parse_store_url(url: &str) -> Result<PathBuf, DatabankError> {
 /// A running data bank.
 pub struct Databank {
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     ingest: JoinHandle<()>,
     http: JoinHandle<()>,
+    https: Option<JoinHandle<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -91,6 +102,10 @@ impl Databank {
         }
         // Bad TLS files fail here, before anything is opened.
         let opts = cfg.ingest.mqtt_options()?;
+        let https_listener = match &cfg.https {
+            Some(h) => Some(HttpsListener::bind(h).await?),
+            None => None,
+        };
         let store = Store::open(&cfg.store_path, cfg.clock.clone()).map_err(store_err)?;
         let metrics = Arc::new(Metrics::default());
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -116,6 +131,8 @@ impl Databank {
             cfg.store_path.clone(),
             cfg.clock.clone(),
         ));
+        let https_addr = https_listener.as_ref().map(HttpsListener::local_addr);
+        let https = https_listener.map(|l| tokio::spawn(l.serve(api.clone(), shutdown_rx.clone())));
         let mut http_shutdown = shutdown_rx.clone();
         let http = tokio::spawn(async move {
             let stop = async move {
@@ -128,7 +145,7 @@ impl Databank {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        tracing::info!(%http_addr, store = %cfg.store_path.display(), broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), "data bank started");
+        tracing::info!(%http_addr, https_addr = ?https_addr, store = %cfg.store_path.display(), broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), "data bank started");
         let ingest = tokio::spawn(ingest::run(
             cfg.ingest,
             opts,
@@ -139,10 +156,12 @@ impl Databank {
         ));
         Ok(Databank {
             http_addr,
+            https_addr,
             metrics,
             shutdown,
             ingest,
             http,
+            https,
             writer: Some(writer_thread),
         })
     }
@@ -150,6 +169,11 @@ impl Databank {
     /// Where the HTTP API listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the HTTPS API listens, when it does.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Live counters.
@@ -167,6 +191,9 @@ impl Databank {
         let _ = self.shutdown.send(true);
         let _ = (&mut self.ingest).await;
         let _ = (&mut self.http).await;
+        if let Some(https) = self.https.as_mut() {
+            let _ = https.await;
+        }
         if let Some(w) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod inventory;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -172,9 +173,22 @@ impl TestClient {
     /// Waits until an ack of `device` for `epoch` reaches `seq`; returns the number of acks
     /// seen for that device by then.
     pub async fn wait_ack(&self, device: &str, epoch: &str, seq: u64) -> usize {
+        self.wait_ack_in(FLEET, device, epoch, seq).await
+    }
+
+    /// [`TestClient::wait_ack`] for a device of `fleet`.
+    pub async fn wait_ack_in(&self, fleet: &str, device: &str, epoch: &str, seq: u64) -> usize {
+        let topic = topics::ack(fleet, device);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let acks = self.acks_for(device);
+            let acks: Vec<Ack> = self
+                .acks
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, _, _)| *t == topic)
+                .map(|(_, a, _)| a.clone())
+                .collect();
             if acks
                 .iter()
                 .any(|a| a.epoch.to_string() == epoch && a.seq == seq)
@@ -183,7 +197,7 @@ impl TestClient {
             }
             assert!(
                 Instant::now() < deadline,
-                "no ack {device}/{epoch}/{seq}; saw {acks:?}"
+                "no ack {fleet}/{device}/{epoch}/{seq}; saw {acks:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -203,7 +217,20 @@ pub async fn start_databank(
     group: Option<&str>,
     id: &str,
 ) -> Databank {
-    Databank::start(DatabankConfig {
+    Databank::start(databank_config(mqtt, store, group, id))
+        .await
+        .expect("data bank starts")
+}
+
+/// What [`start_databank`] starts: the demo access file and ack key, HTTP on a free port,
+/// no HTTPS.
+pub fn databank_config(
+    mqtt: SocketAddr,
+    store: &Path,
+    group: Option<&str>,
+    id: &str,
+) -> DatabankConfig {
+    DatabankConfig {
         ingest: IngestConfig {
             broker: format!("mqtt://{mqtt}").parse().unwrap(),
             tls: TlsFiles::default(),
@@ -216,11 +243,10 @@ pub async fn start_databank(
         },
         store_path: store.to_path_buf(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        https: None,
         access: Access::parse("demo", DEMO_BRANDS).unwrap(),
         clock: Arc::new(SystemClock::new()),
-    })
-    .await
-    .expect("data bank starts")
+    }
 }
 
 /// Rows stored for `device` (and how many distinct ids), read straight from the file.

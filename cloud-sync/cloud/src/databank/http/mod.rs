@@ -1,11 +1,13 @@
-//! The data bank's HTTP API: each brand's funnel and dashboard, the fleet's devices, health
-//! and metrics.
+//! The data bank's HTTP API: each brand's funnel and dashboard, the fleet's devices and
+//! stock, health and metrics.
 //!
 //! Brand endpoints take the brand's token as `Authorization: Bearer` or, for the dashboard,
 //! the HttpOnly cookie its sign-in form sets; fleet-wide endpoints (`/api/v1/devices`,
-//! `/metrics`) take an operator token. No token ever travels in a URL.
+//! `/metrics`) take an operator token; a fleet's stock takes that fleet's token or an
+//! operator's. No token ever travels in a URL.
 
 pub mod dashboard;
+mod stock;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -133,6 +135,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/brands/{brand}/funnel", get(funnel_api))
         .route("/api/v1/devices", get(devices))
+        .route(
+            "/api/v1/fleets/{fleet}/stock/{sku}",
+            get(stock::nearby_stock),
+        )
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/brands/{brand}/dashboard", get(dashboard_page))
         .route("/brands/{brand}/login", get(login_page).post(login))
@@ -344,18 +350,21 @@ async fn devices(
         .read(|c| {
             let mut devices: Vec<serde_json::Value> = Vec::new();
             let mut stmt = c.prepare_cached(
-                "SELECT fleet, device, online, state, stock, updated_ms FROM devices ORDER BY fleet, device",
+                "SELECT fleet, device, online, state, stock, updated_ms, lat, lon FROM devices ORDER BY fleet, device",
             )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let state: String = r.get(3)?;
                 let stock: Option<String> = r.get(4)?;
+                let (lat, lon): (Option<f64>, Option<f64>) = (r.get(6)?, r.get(7)?);
+                let location = lat.zip(lon).map(|(lat, lon)| json!({"lat": lat, "lon": lon}));
                 devices.push(json!({
                     "fleet": r.get::<_, String>(0)?,
                     "device": r.get::<_, String>(1)?,
                     "online": r.get::<_, Option<bool>>(2)?,
                     "state": serde_json::from_str::<serde_json::Value>(&state).unwrap_or_default(),
                     "stock": stock.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
+                    "location": location,
                     "updated_ms": r.get::<_, i64>(5)?,
                     "epochs": [],
                 }));
@@ -371,7 +380,7 @@ async fn devices(
                 let entry = match pos {
                     Some(i) => &mut devices[i],
                     None => {
-                        devices.push(json!({"fleet": fleet, "device": device, "online": null, "epochs": []}));
+                        devices.push(json!({"fleet": fleet, "device": device, "online": null, "location": null, "epochs": []}));
                         devices.last_mut().expect("just pushed")
                     }
                 };

@@ -1,5 +1,6 @@
 //! The data bank's SQLite store: events keyed by id, sequence progress per device and
-//! epoch, and device state. One [`Store`] is owned by each ingester's writer thread.
+//! epoch, device state and location, and the latest stock levels ([`stock`]). One
+//! [`Store`] is owned by each ingester's writer thread.
 //!
 //! Several ingesters may share one store file (one MQTT share group, batches of one device
 //! spread over them). Each transaction therefore starts with `BEGIN IMMEDIATE` (writers queue
@@ -12,6 +13,7 @@
 pub mod dead_letter;
 mod progress;
 mod schema;
+pub mod stock;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -163,8 +165,8 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events
                  (id, fleet, device, epoch, seq, type, time_ms, brand, offer, scene, shopper,
-                  count, brands, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                  count, brands, body, order_state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for item in work {
                 let mut outcome = Outcome::default();
@@ -182,20 +184,27 @@ impl Store {
                             .as_ref()
                             .and_then(|s| serde_json::to_string(s).ok());
                         let text = serde_json::to_string(state).unwrap_or_default();
+                        // The location is the state's own: the last will carries it too, so
+                        // a message without one means the config no longer says where.
+                        let (lat, lon) = state.location.map(|l| (l.lat, l.lon)).unzip();
                         tx.execute(
-                            "INSERT INTO devices (fleet, device, online, state, stock, updated_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                            "INSERT INTO devices
+                               (fleet, device, online, state, stock, updated_ms, lat, lon)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                              ON CONFLICT (fleet, device) DO UPDATE SET online = excluded.online,
                                state = excluded.state,
                                stock = COALESCE(excluded.stock, devices.stock),
-                               updated_ms = excluded.updated_ms",
+                               updated_ms = excluded.updated_ms,
+                               lat = excluded.lat, lon = excluded.lon",
                             params![
                                 fleet.as_str(),
                                 device.as_str(),
                                 state.online,
                                 text,
                                 stock,
-                                now
+                                now,
+                                lat,
+                                lon
                             ],
                         )?;
                     }
@@ -224,7 +233,8 @@ impl Store {
 
 /// Stores one batch: each event once by id, bound to its (device, epoch, seq). An event
 /// whose id is stored at another seq, or whose seq is stored under another id, is set
-/// aside as a dead letter and its seq is not counted as received.
+/// aside as a dead letter and its seq is not counted as received. Each newly stored event's
+/// stock levels and time are kept as [`stock`] says.
 fn apply_batch(
     tx: &rusqlite::Transaction<'_>,
     insert: &mut rusqlite::CachedStatement<'_>,
@@ -234,11 +244,14 @@ fn apply_batch(
     outcome: &mut Outcome,
 ) -> Result<(), StoreError> {
     let mut epochs: Vec<ProgressKey> = Vec::new();
+    // Latest device time of the events newly stored, per entry of `epochs`.
+    let mut latest: Vec<Option<i64>> = Vec::new();
     let (mut id_buf, mut epoch_buf) = ([0u8; 36], [0u8; 36]);
     // A batch is one device's, nearly always of one epoch: the progress is looked up once
     // per run of one key.
     let mut run: Option<(&str, &str, uuid::Uuid)> = None;
     let mut progress = None;
+    let mut slot = 0;
     for r in events {
         let e = &r.event;
         let id = uuid_text(&e.id, &mut id_buf);
@@ -246,9 +259,14 @@ fn apply_batch(
         let key = (e.fleet.as_str(), e.device.as_str(), e.epoch);
         if run != Some(key) {
             let owned: ProgressKey = (key.0.to_owned(), key.1.to_owned(), epoch.to_owned());
-            if !epochs.contains(&owned) {
-                epochs.push(owned);
-            }
+            slot = match epochs.iter().position(|k| *k == owned) {
+                Some(i) => i,
+                None => {
+                    epochs.push(owned);
+                    latest.push(None);
+                    epochs.len() - 1
+                }
+            };
             run = Some(key);
             progress = None;
         }
@@ -290,8 +308,17 @@ fn apply_batch(
                 e.data.shopper().map(|s| s.as_str()),
                 count,
                 brands,
-                r.raw
+                r.raw,
+                match &e.data {
+                    EventData::Order(d) => Some(d.state.as_str()),
+                    _ => None,
+                }
             ])?;
+            if n == 1 {
+                stock::record(tx, e, now)?;
+                let time = e.time.as_millisecond();
+                latest[slot] = Some(latest[slot].map_or(time, |t| t.max(time)));
+            }
             // Not inserted although its seq is new: the id is stored at another place.
             (n == 0).then_some("id_conflict")
         };
@@ -315,6 +342,11 @@ fn apply_batch(
             }
         }
         progress = Some(p);
+    }
+    for (key, time) in epochs.iter().zip(latest) {
+        if let Some(time) = time {
+            stock::note_epoch_time(tx, &key.0, &key.1, &key.2, time)?;
+        }
     }
     for key in epochs {
         let seq = touched.contiguous(&key);
