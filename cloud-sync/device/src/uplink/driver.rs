@@ -30,6 +30,9 @@ use crate::topics;
 /// shipped broker config caps messages below this (`message_size_limit`).
 pub const MAX_INCOMING_BYTES: usize = 4 * 1024 * 1024;
 
+/// Orders held while the agent's queue is full before the uplink gives up and reconnects.
+const MAX_BACKLOG: usize = 1024;
+
 /// How long shutdown waits for the offline state and DISCONNECT to be written.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
 
@@ -62,6 +65,9 @@ struct Driver<S: OutboxSource> {
     /// Orders handed to the agent and not yet dealt with, in the order they came: the
     /// broker's delivery of each is acknowledged when it is.
     unacked: VecDeque<(Publish, oneshot::Receiver<()>)>,
+    /// Orders received while the agent's queue was full, waiting to be handed over (after
+    /// every one in `unacked`, so acknowledgements keep the order of arrival).
+    backlog: VecDeque<(Publish, Inbound, oneshot::Receiver<()>)>,
     orders_received: u64,
     read_job: Job<Vec<OutboxRecord>, S::Error>,
     trim_job: Job<Trimmed, S::Error>,
@@ -130,6 +136,7 @@ pub(super) async fn run<S: OutboxSource>(
         orders_topic: topics::orders(&cfg.fleet, &cfg.device),
         inbound,
         unacked: VecDeque::new(),
+        backlog: VecDeque::new(),
         orders_received: 0,
         core: UplinkCore::new(cfg.core.clone(), epoch, clock.monotonic()),
         cfg,
@@ -158,6 +165,7 @@ pub(super) async fn run<S: OutboxSource>(
         d.publish_status();
         let wait = d.core.poll_timeout().map(|t| t.saturating_sub(now));
         let may_connect = d.core.may_connect(now);
+        let sender = d.inbound.clone();
         tokio::select! {
             biased;
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
@@ -174,6 +182,7 @@ pub(super) async fn run<S: OutboxSource>(
                 d.on_depth(flatten(r));
             }
             r = front(&mut d.unacked), if !d.unacked.is_empty() => d.on_inbound_done(r.is_ok()),
+            permit = slot(sender.as_ref()), if !d.backlog.is_empty() => d.feed(permit),
             ev = eventloop.poll(), if may_connect => d.on_mqtt(ev),
             _ = wake.notified() => d.core.handle_wake(),
             r = config_version.changed() => if r.is_ok() {
@@ -190,6 +199,14 @@ pub(super) async fn run<S: OutboxSource>(
 /// Waits for the job in `slot` (the caller guarantees there is one).
 async fn join<T>(slot: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
     slot.as_mut().expect("job present").await
+}
+
+/// Waits for room in the agent's order queue.
+async fn slot(sender: Option<&mpsc::Sender<Inbound>>) -> Option<mpsc::OwnedPermit<Inbound>> {
+    match sender {
+        Some(s) => s.clone().reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the oldest unacknowledged order to be dealt with.
@@ -336,6 +353,7 @@ impl<S: OutboxSource> Driver<S> {
                 info!(device = %self.cfg.device, "connected to broker");
                 // Orders handed out on the previous connection are delivered again.
                 self.unacked.clear();
+                self.backlog.clear();
                 let mut topics = vec![self.ack_topic.clone()];
                 if self.inbound.is_some() {
                     topics.push(self.orders_topic.clone());
@@ -372,6 +390,7 @@ impl<S: OutboxSource> Driver<S> {
             Ok(_) => {}
             Err(e) => {
                 self.unacked.clear();
+                self.backlog.clear();
                 let r = self.core.handle_connection_lost(now);
                 warn!(device = %self.cfg.device, error = %e, attempt = r.attempt, retry_in_ms = r.delay.as_millis() as u64, "broker connection failed");
                 self.last_error = Some(format!("mqtt: {e}"));
@@ -394,16 +413,42 @@ impl<S: OutboxSource> Driver<S> {
             return;
         };
         let (message, done) = Inbound::new(OrderMessage::parse(&p.payload));
+        self.orders_received += 1;
+        if !self.backlog.is_empty() {
+            self.hold_back(p, message, done);
+            return;
+        }
         match inbound.try_send(message) {
-            Ok(()) => {
-                self.orders_received += 1;
-                self.unacked.push_back((p, done));
-            }
-            Err(e) => {
-                // Left unacknowledged: after the reconnect the broker delivers it again.
-                warn!(device = %self.cfg.device, error = %e, "agent not taking orders now; reconnecting to get them again");
+            Ok(()) => self.unacked.push_back((p, done)),
+            Err(mpsc::error::TrySendError::Full(message)) => self.hold_back(p, message, done),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                warn!(device = %self.cfg.device, "the agent stopped taking orders; reconnecting so they are delivered again");
                 self.reconnect_for_redelivery();
             }
+        }
+    }
+
+    /// Keeps an order until the agent's queue has room. The broker sends no more than its
+    /// in-flight window of unacknowledged messages, so this stays small; past
+    /// [`MAX_BACKLOG`] the uplink reconnects and lets the broker deliver them again.
+    fn hold_back(&mut self, p: Publish, message: Inbound, done: oneshot::Receiver<()>) {
+        if self.backlog.len() >= MAX_BACKLOG {
+            warn!(device = %self.cfg.device, held = self.backlog.len(), "agent far behind on orders; reconnecting to get them again later");
+            self.reconnect_for_redelivery();
+            return;
+        }
+        self.backlog.push_back((p, message, done));
+    }
+
+    /// Hands the oldest held-back order to the agent.
+    fn feed(&mut self, permit: Option<mpsc::OwnedPermit<Inbound>>) {
+        let Some(permit) = permit else {
+            self.reconnect_for_redelivery();
+            return;
+        };
+        if let Some((p, message, done)) = self.backlog.pop_front() {
+            permit.send(message);
+            self.unacked.push_back((p, done));
         }
     }
 
@@ -423,6 +468,7 @@ impl<S: OutboxSource> Driver<S> {
     /// makes the broker deliver it again.
     fn reconnect_for_redelivery(&mut self) {
         self.unacked.clear();
+        self.backlog.clear();
         self.last_error = Some("an order could not be stored; it will be delivered again".into());
         let _ = self.client.try_disconnect();
     }
