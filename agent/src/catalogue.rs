@@ -75,6 +75,36 @@ pub struct Quota {
     pub per_shopper: Option<u32>,
 }
 
+/// A special price, in the smallest unit of the currency (fen for CNY).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// What the shopper pays.
+    pub cents: u32,
+    /// ISO 4217 code, e.g. `CNY`.
+    pub currency: String,
+    /// The usual price, shown struck through.
+    #[serde(default)]
+    pub list_cents: Option<u32>,
+}
+
+impl Price {
+    /// `¥9.90`-style text for pages.
+    pub fn display(cents: u32, currency: &str) -> String {
+        let sign = match currency {
+            "CNY" | "JPY" => "¥",
+            "USD" => "$",
+            "EUR" => "€",
+            "GBP" => "£",
+            other => return format!("{other} {}.{:02}", cents / 100, cents % 100),
+        };
+        format!("{sign}{}.{:02}", cents / 100, cents % 100)
+    }
+}
+
+/// Longest hold of a product or sample egg.
+pub const MAX_HOLD_MINUTES: u32 = 24 * 60;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Offer {
@@ -100,8 +130,14 @@ pub struct Offer {
     pub segments: Vec<String>,
     #[serde(default)]
     pub requires: Vec<Capability>,
-    /// The product a free sample dispenses; required for `free_sample`.
+    /// The product a free sample dispenses or a product egg holds; required for both.
     pub sku: Option<String>,
+    /// The special price of a product egg; required for `product`.
+    #[serde(default)]
+    pub price: Option<Price>,
+    /// How long a product or sample egg holds its unit for the shopper.
+    #[serde(default = "default_hold_minutes")]
+    pub hold_minutes: u32,
     #[serde(default)]
     pub quota: Quota,
     #[serde(default = "default_weight")]
@@ -131,6 +167,8 @@ impl Offer {
             segments: vec![],
             requires: vec![],
             sku: None,
+            price: None,
+            hold_minutes: default_hold_minutes(),
             quota: Quota::default(),
             weight: default_weight(),
             pacing: Pacing::default(),
@@ -141,6 +179,10 @@ impl Offer {
 
 fn default_weight() -> u32 {
     1
+}
+
+fn default_hold_minutes() -> u32 {
+    30
 }
 
 fn default_claim_ttl_hours() -> u32 {
@@ -309,28 +351,66 @@ impl Catalogue {
                     "even pacing needs quota.per_device_per_day".into(),
                 ));
             }
-            match (offer.kind, &offer.sku) {
-                (OfferKind::FreeSample, None) => {
+            if offer.kind.holds_stock() {
+                match &offer.sku {
+                    None => {
+                        return Err(bad(
+                            "sku",
+                            format!("a {} egg needs the SKU it holds", offer.kind.as_str()),
+                        ));
+                    }
+                    Some(sku) if !valid_id(sku) => {
+                        return Err(bad(
+                            "sku",
+                            "1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into(),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if offer.hold_minutes == 0 || offer.hold_minutes > MAX_HOLD_MINUTES {
                     return Err(bad(
-                        "sku",
-                        "a free_sample needs the SKU it dispenses".into(),
+                        "hold_minutes",
+                        format!("must be 1..={MAX_HOLD_MINUTES}, got {}", offer.hold_minutes),
                     ));
                 }
-                (OfferKind::FreeSample, Some(sku)) if !valid_id(sku) => {
-                    return Err(bad(
-                        "sku",
-                        "1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into(),
-                    ));
+            }
+            if offer.kind == OfferKind::FreeSample
+                && !offer.requires.contains(&Capability::Dispenser)
+            {
+                return Err(bad(
+                    "requires",
+                    "a free_sample must require the dispenser".into(),
+                ));
+            }
+            match (&offer.price, offer.kind) {
+                (None, OfferKind::Product) => {
+                    return Err(bad("price", "a product egg needs its special price".into()));
                 }
-                (OfferKind::FreeSample, Some(_))
-                    if !offer.requires.contains(&Capability::Dispenser) =>
-                {
-                    return Err(bad(
-                        "requires",
-                        "a free_sample must require the dispenser".into(),
-                    ));
+                (Some(_), k) if k != OfferKind::Product => {
+                    return Err(bad("price", "only product eggs carry a price".into()));
                 }
-                _ => {}
+                (Some(p), _) => {
+                    if p.currency.len() != 3 || !p.currency.bytes().all(|b| b.is_ascii_uppercase())
+                    {
+                        return Err(bad(
+                            "price",
+                            format!(
+                                "currency must be an ISO 4217 code like CNY, got {:?}",
+                                p.currency
+                            ),
+                        ));
+                    }
+                    if p.cents > 100_000_000 || p.list_cents.is_some_and(|l| l > 100_000_000) {
+                        return Err(bad("price", "at most 1,000,000.00".into()));
+                    }
+                    if p.list_cents.is_some_and(|l| l <= p.cents) {
+                        return Err(bad(
+                            "price",
+                            "list_cents must be above the special price".into(),
+                        ));
+                    }
+                }
+                (None, _) => {}
             }
             for r in &offer.regions {
                 if r.trim().is_empty() {
@@ -353,10 +433,10 @@ impl Catalogue {
             if !valid_id(sku) {
                 return Err(field(format!("stock.{sku}"), "not a valid SKU".into()));
             }
-            if *qty < 0 {
+            if !(0..=i64::from(caidan_sync::contract::inventory::MAX_ON_HAND)).contains(qty) {
                 return Err(field(
                     format!("stock.{sku}"),
-                    format!("negative stock {qty}"),
+                    format!("stock must be 0..=1000000, got {qty}"),
                 ));
             }
         }
@@ -397,6 +477,45 @@ mod tests {
             err.contains("unknown field") && err.contains("colour"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn product_eggs_need_a_sku_and_a_price() {
+        let offer = |extra: serde_json::Value| {
+            let mut o = serde_json::json!({"id": "p1", "brand": "lumi", "kind": "product",
+                "title": {"en": "Surprise"}, "sku": "cola-can"});
+            for (k, v) in extra.as_object().unwrap() {
+                o[k] = v.clone();
+            }
+            serde_json::json!({"version": 1, "offers": [o]}).to_string()
+        };
+        let err = |extra| {
+            Catalogue::from_json(&offer(extra), "c")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(serde_json::json!({})).contains("price"));
+        assert!(
+            err(serde_json::json!({"price": {"cents": 990, "currency": "rmb"}}))
+                .contains("ISO 4217")
+        );
+        assert!(
+            err(serde_json::json!({"price": {"cents": 990, "currency": "CNY", "list_cents": 500}}))
+                .contains("list_cents")
+        );
+        assert!(
+            err(serde_json::json!({"price": {"cents": 990, "currency": "CNY"}, "hold_minutes": 0}))
+                .contains("hold_minutes")
+        );
+        let ok = Catalogue::from_json(
+            &offer(
+                serde_json::json!({"price": {"cents": 990, "currency": "CNY", "list_cents": 1500}}),
+            ),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(ok.offers[0].hold_minutes, 30);
+        assert_eq!(Price::display(990, "CNY"), "¥9.90");
     }
 
     #[test]

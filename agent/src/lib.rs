@@ -5,12 +5,17 @@
 pub mod catalogue;
 pub mod claim;
 pub mod config;
+pub mod directory;
+pub mod elsewhere;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod inventory;
 pub mod limits;
 pub mod lockout;
+pub mod orders;
 pub mod outbox;
+pub mod pickup;
 pub mod runtime;
 pub mod secrets;
 pub mod shopper;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use caidan_agent::catalogue::CatalogueFile;
 use caidan_agent::config::{self, AgentConfig};
 use caidan_agent::runtime::{self, MqttTarget, RunOptions};
-use caidan_agent::store::Reader;
+use caidan_agent::store::{Reader, StockUpdate};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::{Clock, SystemClock};
 use caidan_sync::credentials::TokenHash;
@@ -99,6 +99,11 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Stock at this touchpoint.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
     /// Validate an agent config file and exit.
     CheckConfig { file: PathBuf },
     /// Print the `sha256:` form of a staff token for the config's `staff.tokens`.
@@ -126,6 +131,40 @@ enum ClaimsCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Every SKU's units on hand, reserved and available.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a SKU's units on hand as counted (reserved units included).
+    Set {
+        sku: String,
+        on_hand: i64,
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change a SKU's units on hand: a positive DELTA with --reason restock, a negative one
+    /// with --reason damage (or count).
+    Adjust {
+        sku: String,
+        #[arg(allow_negative_numbers = true)]
+        delta: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -245,6 +284,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Inventory { command } => inventory(command),
         Command::CheckConfig { file } => {
             let cfg = AgentConfig::load(&file)?;
             if let Some(cat) = &cfg.catalogue {
@@ -272,12 +312,78 @@ fn main() -> Result<()> {
     }
 }
 
+fn inventory(command: InventoryCommand) -> Result<()> {
+    let (target, update) = match command {
+        InventoryCommand::List { target, json } => {
+            let stock = target.reader()?.stock()?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                for s in stock {
+                    writeln!(out, "{}", serde_json::to_string(&s)?)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<32} {:>9} {:>9} {:>9}",
+                    "SKU", "ON HAND", "RESERVED", "AVAILABLE"
+                )?;
+                for s in stock {
+                    writeln!(
+                        out,
+                        "{:<32} {:>9} {:>9} {:>9}",
+                        s.sku, s.on_hand, s.reserved, s.available
+                    )?;
+                }
+            }
+            return Ok(());
+        }
+        InventoryCommand::Set {
+            sku,
+            on_hand,
+            note,
+            target,
+        } => {
+            let update =
+                StockUpdate::from_parts(sku_arg(&sku)?, Some(on_hand), None, "count", note);
+            (target, update)
+        }
+        InventoryCommand::Adjust {
+            sku,
+            delta,
+            reason,
+            note,
+            target,
+        } => {
+            let update = StockUpdate::from_parts(sku_arg(&sku)?, None, Some(delta), &reason, note);
+            (target, update)
+        }
+    };
+    let update = update.map_err(anyhow::Error::msg)?;
+    let (cfg, data) = target.load()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let (writer, thread) = runtime::open_writer(&cfg, &data, clock, Arc::new(Notify::new()), None)?;
+    let sku = update.sku.clone();
+    let result = writer.change_stock_blocking(update);
+    drop(writer);
+    let _ = thread.join();
+    let after = result?.map_err(anyhow::Error::new)?;
+    println!(
+        "{sku}: {} on hand, {} reserved, {} available",
+        after.on_hand, after.reserved, after.available
+    );
+    Ok(())
+}
+
+fn sku_arg(text: &str) -> Result<caidan_sync::contract::Ident> {
+    Ok(caidan_sync::contract::Ident::new(text)?)
+}
+
 fn import(file: &Path, target: &Target) -> Result<()> {
     // Validate the whole file before the store is even opened: a bad file changes nothing.
     let catalogue = runtime::read_catalogue(file)?;
     let (cfg, data) = target.load()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let (writer, thread) = runtime::open_writer(&cfg, &data, clock, Arc::new(Notify::new()))?;
+    let (writer, thread) = runtime::open_writer(&cfg, &data, clock, Arc::new(Notify::new()), None)?;
     let summary = writer.import_blocking(catalogue)?;
     drop(writer);
     let _ = thread.join();

@@ -85,6 +85,7 @@ pub fn uplink_config(cfg: &AgentConfig, broker: BrokerUrl, tls: TlsFiles) -> Upl
         profile_name,
     );
     u.tls = tls;
+    u.location = cfg.device.location;
     let c = &mut u.core;
     c.batch_max_events = sync.batch_max_events as usize;
     c.batch_max_bytes = sync.batch_max_bytes as usize;

@@ -12,17 +12,20 @@ use tokio::sync::{Notify, watch};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::Clock;
 use caidan_sync::tls::TlsFiles;
-use caidan_sync::uplink::{UplinkHandle, UplinkLinks, spawn_uplink};
+use caidan_sync::uplink::{INBOUND_QUEUE, UplinkHandle, UplinkLinks, spawn_uplink};
 
 use crate::catalogue::{Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
 use crate::config::{AgentConfig, StaffTokens};
+use crate::directory::Directory;
+use crate::elsewhere::{Elsewhere, ElsewhereError};
 use crate::engine::Touchpoint;
 use crate::http::serve::{self, ServeLimits};
-use crate::http::{self, AppState, Impressions, Metrics, WrongCodes};
+use crate::http::{self, AppState, Impressions, Metrics, StaffSessions, WrongCodes};
+use crate::inventory::dispenser::{Dispenser, SimulatedDispenser};
 use crate::limits::Limiters;
-use crate::lockout::{LockoutPolicy, Lockouts};
 use crate::outbox::{StoreOutbox, uplink_config};
+use crate::pickup::PickupHasher;
 use crate::shopper::ShopperHasher;
 use crate::store::writer::Writer;
 use crate::store::{Identity, StoreError, WriterHandle};
@@ -56,6 +59,8 @@ pub enum AgentError {
     Uplink(#[from] caidan_sync::uplink::UplinkError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Elsewhere(#[from] ElsewhereError),
 }
 
 /// The store path for a data folder.
@@ -96,11 +101,18 @@ pub fn read_catalogue(path: &Path) -> Result<Catalogue, AgentError> {
 }
 
 /// Opens the store of `cfg` under `data_dir` and starts its writer.
+/// The touchpoint's dispenser, when its profile has dispenser slots.
+pub fn dispenser(cfg: &AgentConfig) -> Option<Arc<dyn Dispenser>> {
+    (cfg.profile().actuators.dispenser_slots > 0)
+        .then(|| Arc::new(SimulatedDispenser::new(&cfg.dispenser)) as Arc<dyn Dispenser>)
+}
+
 pub fn open_writer(
     cfg: &AgentConfig,
     data_dir: &Path,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
+    dispenser: Option<Arc<dyn Dispenser>>,
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), AgentError> {
     std::fs::create_dir_all(data_dir).map_err(|source| AgentError::DataDir {
         path: data_dir.display().to_string(),
@@ -111,6 +123,8 @@ pub fn open_writer(
         touchpoint: touchpoint(cfg),
         tz: cfg.timezone(),
         claims_per_window: cfg.claims_per_window(),
+        pickups: PickupHasher::new(cfg.secrets.fleet_secret.clone()),
+        dispenser,
     };
     Ok(Writer::spawn(
         &store_path(data_dir),
@@ -206,16 +220,29 @@ fn with_descriptors(public: ServeLimits) -> ServeLimits {
 /// Wrong-code lockouts from the config's limits.
 fn wrong_codes(cfg: &AgentConfig) -> WrongCodes {
     let l = &cfg.limits;
-    let window_ms = i64::from(l.lockout_minutes) * 60_000;
-    let policy = |max_failures| LockoutPolicy {
-        max_failures,
-        window_ms,
-        lock_ms: window_ms,
+    WrongCodes::new(
+        l.wrong_codes_per_staff_token,
+        l.wrong_codes_per_device,
+        i64::from(l.lockout_minutes) * 60_000,
+    )
+}
+
+/// The stock lookup at the data bank, when `[elsewhere]` is set.
+fn elsewhere(
+    cfg: &AgentConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Arc<Elsewhere>>, AgentError> {
+    let (Some(e), Some(here)) = (&cfg.elsewhere, cfg.device.location) else {
+        return Ok(None);
     };
-    WrongCodes {
-        per_token: Lockouts::new(policy(l.wrong_codes_per_staff_token)),
-        device: Lockouts::new(policy(l.wrong_codes_per_device)),
-    }
+    let client = Elsewhere::new(
+        e,
+        cfg.device.fleet.clone(),
+        cfg.device.id.clone(),
+        here,
+        clock,
+    )?;
+    Ok(Some(Arc::new(client)))
 }
 
 /// How to run.
@@ -284,7 +311,14 @@ impl Running {
 pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, AgentError> {
     let cfg = &opts.config;
     let wake = Arc::new(Notify::new());
-    let (writer, writer_thread) = open_writer(cfg, &opts.data_dir, clock.clone(), wake.clone())?;
+    let dispenser = dispenser(cfg);
+    let (writer, writer_thread) = open_writer(
+        cfg,
+        &opts.data_dir,
+        clock.clone(),
+        wake.clone(),
+        dispenser.clone(),
+    )?;
     if let Some(file) = &opts.catalogue {
         let version = file.version()?;
         let stored = writer.catalogue_version();
@@ -336,6 +370,15 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         limiters: Arc::new(Limiters::new(&cfg.limits.clients(), clock.clone())),
         wrong_codes: Arc::new(Mutex::new(wrong_codes(cfg))),
         screen_token: cfg.http.screen_token,
+        sessions: StaffSessions::new(&cfg.secrets.fleet_secret),
+        secure_cookies: public_url.starts_with("https://"),
+        reader: Arc::new(crate::store::Reader::open(&store_path(&opts.data_dir))?),
+        pickups: PickupHasher::new(cfg.secrets.fleet_secret.clone()),
+        dispenser: dispenser.clone(),
+        directory: Arc::new(Directory::new(&cfg.stores).unwrap_or_default()),
+        location: cfg.device.location,
+        tz: cfg.timezone(),
+        elsewhere: elsewhere(cfg, clock.clone())?,
     };
     let (stop, stopped) = watch::channel(false);
     let limits = with_descriptors(serve_limits(cfg));
@@ -355,19 +398,24 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
     ));
     let limiters = state.limiters.clone();
     let wrong = state.wrong_codes.clone();
+    // Holds whose window ended while the agent was down are released at once.
+    writer.expire_soon();
     let flusher = {
         let writer = writer.clone();
         let clock = clock.clone();
         let mut stopped = stopped;
         tokio::spawn(async move {
+            let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+            let mut expiry = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    _ = housekeeping.tick() => {
                         impressions.flush(clock.now_ms(), &writer, false);
                         limiters.forget_idle();
                         let mut w = wrong.lock().unwrap_or_else(|e| e.into_inner());
-                        w.per_token.prune(clock.now_ms());
+                        w.prune(clock.now_ms());
                     }
+                    _ = expiry.tick() => writer.expire_soon(),
                     _ = stopped.wait_for(|s| *s) => break,
                 }
             }
@@ -378,13 +426,20 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         Some(target) => {
             let outbox = StoreOutbox::open(&store_path(&opts.data_dir), writer.clone())?;
             let ucfg = uplink_config(cfg, target.url.clone(), target.tls.clone());
+            let (inbound, orders) = tokio::sync::mpsc::channel(INBOUND_QUEUE);
+            tokio::spawn(crate::orders::handle_orders(
+                orders,
+                writer.clone(),
+                PickupHasher::new(cfg.secrets.fleet_secret.clone()),
+                metrics.clone(),
+            ));
             let links = UplinkLinks {
                 source: Arc::new(outbox),
                 wake: wake.clone(),
                 shoppers: writer.shopper_signal(),
                 shutdown: stop.subscribe(),
                 clock: clock.clone(),
-                inbound: None,
+                inbound: Some(inbound),
             };
             let handle = spawn_uplink(ucfg, links)?;
             metrics.watch_uplink(handle.watch_status());

@@ -109,6 +109,43 @@ impl<'de> Deserialize<'de> for SigningSeed {
     }
 }
 
+/// A bearer token the device presents to a cloud API: never printed, wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(text: String) -> Result<ApiToken, String> {
+        if text.len() < 8 || text.len() > 512 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token is 8-512 printable ASCII characters".into());
+        }
+        Ok(ApiToken(text))
+    }
+
+    /// The token itself, for the `Authorization` header.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for ApiToken {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiToken {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ApiToken::new(text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

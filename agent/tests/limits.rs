@@ -360,7 +360,9 @@ async fn silent_sockets_are_closed_and_a_shopper_still_gets_an_egg() {
     let mut config = common::unlimited(AgentConfig::demo());
     config.limits.max_connections = None;
     config.limits.max_connections_per_client = None;
-    config.limits.header_timeout_ms = 1_000;
+    // Long enough that no admitted socket times out while the 2,000 are still connecting
+    // (which would free a place and let one more in).
+    config.limits.header_timeout_ms = 5_000;
     let agent = TestAgent::start_with(coupon_catalogue(json!({})), config).await;
     let per_client = agent.config.profile().limits.max_connections_per_client as usize;
     let mut silent = silent_sockets(agent.running.addr, "127.0.0.3", 2_000).await;

@@ -11,7 +11,13 @@ use tokio::sync::Notify;
 
 fn open(dir: &std::path::Path) -> Result<(), caidan_agent::runtime::AgentError> {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_795_399_200_000));
-    let (writer, thread) = open_writer(&AgentConfig::demo(), dir, clock, Arc::new(Notify::new()))?;
+    let (writer, thread) = open_writer(
+        &AgentConfig::demo(),
+        dir,
+        clock,
+        Arc::new(Notify::new()),
+        None,
+    )?;
     drop(writer);
     thread.join().unwrap();
     Ok(())

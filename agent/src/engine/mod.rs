@@ -23,6 +23,20 @@ use std::sync::Arc;
 use crate::catalogue::{Capability, Daypart, Offer, OfferKind, Pacing, Quota};
 use quota::{OfferCount, QuotaBook};
 
+/// Units of a SKU an egg may still take here.
+pub trait StockView {
+    fn available(&self, sku: &str) -> u32;
+}
+
+impl StockView for HashMap<String, i64> {
+    fn available(&self, sku: &str) -> u32 {
+        self.get(sku)
+            .copied()
+            .unwrap_or(0)
+            .clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
 /// What this device is, for targeting.
 #[derive(Debug, Clone)]
 pub struct Touchpoint {
@@ -250,7 +264,7 @@ impl EggEngine {
         at: &Moment,
         shopper: &ShopperView,
         count: OfferCount,
-        stock: &HashMap<String, i64>,
+        stock: &dyn StockView,
     ) -> Result<(), Ineligible> {
         let rule = &self.rules[index];
         rule.in_time(at)?;
@@ -263,8 +277,8 @@ impl EggEngine {
             return Err(Ineligible::Segment);
         }
         if let Some(sku) = &rule.sku
-            && rule.kind == OfferKind::FreeSample
-            && stock.get(&**sku).copied().unwrap_or(0) <= 0
+            && rule.kind.holds_stock()
+            && stock.available(sku) == 0
         {
             return Err(Ineligible::OutOfStock);
         }
@@ -307,7 +321,7 @@ impl EggEngine {
         pool: &Pool,
         shopper: &ShopperView,
         book: &QuotaBook,
-        stock: &HashMap<String, i64>,
+        stock: &dyn StockView,
         seed: u64,
     ) -> Pick {
         let ok = |i: usize| {

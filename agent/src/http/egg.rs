@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, pages};
+use crate::catalogue::Price;
 use crate::claim::ClaimEssentials;
 use crate::limits::RetryAfter;
 use crate::shopper::valid_raw_id;
@@ -219,6 +220,30 @@ pub async fn crack(
     let expiry = jiff::Timestamp::from_millisecond(c.expires_ms)
         .map(|t| t.to_string())
         .unwrap_or_default();
+    let at = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    let price = c.price.as_ref().map(|p| {
+        json!({
+            "cents": p.cents,
+            "currency": p.currency,
+            "list_cents": p.list_cents,
+            "text": Price::display(p.cents, &p.currency),
+            "list_text": p.list_cents.map(|l| Price::display(l, &p.currency)),
+        })
+    });
+    // A product or sample egg: the unit held here, the code to collect it with, and how.
+    let pickup = c.pickup.as_ref().map(|p| {
+        json!({
+            "code": p.code.reveal(),
+            "sku": p.sku,
+            "hold_until": at(p.hold_until_ms),
+            "state": p.state,
+            "how": if state.dispenser.is_some() { "keypad" } else { "counter" },
+        })
+    });
     let body = json!({
         "claim_code": c.claim_code,
         "claim_token": signed,
@@ -228,6 +253,9 @@ pub async fn crack(
         "existing": outcome.existing,
         "expires_at": expiry,
         "device": &*state.device,
+        "price": price,
+        "pickup": pickup,
+        "nearest_store": state.nearest_store(c.brand.as_str()),
     });
     let status = if outcome.existing {
         StatusCode::OK

@@ -1,4 +1,5 @@
-//! Prometheus metrics: claims, rejections by reason, outbox depth, request latency.
+//! Prometheus metrics: claims, pickups, orders, rejections by reason, outbox depth, request
+//! latency.
 
 use std::sync::{Arc, OnceLock};
 
@@ -30,6 +31,8 @@ pub struct Metrics {
     claims: Family<Labels, Counter>,
     rejections: Family<Labels, Counter>,
     redemptions: Counter,
+    pickups: Family<Labels, Counter>,
+    orders: Family<Labels, Counter>,
     impressions: Counter,
     outbox_depth: Gauge,
     store_used: Gauge,
@@ -91,6 +94,18 @@ impl Metrics {
                 Family::default(),
             ),
             redemptions: registered(reg, "redemptions", "Claims redeemed", Counter::default()),
+            pickups: registered(
+                reg,
+                "pickups",
+                "Holds handed over, by who handed them (staff, dispenser)",
+                Family::default(),
+            ),
+            orders: registered(
+                reg,
+                "orders",
+                "Order messages from the cloud, by what became of them",
+                Family::default(),
+            ),
             impressions: registered(
                 reg,
                 "impressions",
@@ -175,6 +190,19 @@ impl Metrics {
 
     pub fn redemption(&self) {
         self.redemptions.inc();
+    }
+
+    pub fn pickup(&self, by: &str) {
+        self.pickups
+            .get_or_create(&vec![("by", by.to_owned())])
+            .inc();
+    }
+
+    /// An order message handled: `reserved`, `rejected_<reason>`, `duplicate`, ...
+    pub fn order(&self, outcome: &str) {
+        self.orders
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
     }
 
     pub fn impression(&self) {

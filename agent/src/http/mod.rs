@@ -1,33 +1,40 @@
 //! The local HTTP API and pages (axum). Handlers are thin: they check input, ask the store
 //! writer, and answer only after the writer's commit.
 
+pub mod auth;
+mod console;
 mod egg;
 mod error;
+mod inventory;
 pub mod metrics;
 mod pages;
+mod pickup;
 mod screen;
 pub mod serve;
 mod staff;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-
-use std::sync::Mutex;
-
+use caidan_sync::clock::Clock;
+use caidan_sync::contract::Location;
 use caidan_sync::credentials::TokenHash;
+use jiff::tz::TimeZone;
 
 use crate::claim::ClaimSigner;
 use crate::config::StaffTokens;
+use crate::directory::{Directory, NearestStore};
+use crate::elsewhere::Elsewhere;
+use crate::inventory::dispenser::Dispenser;
 use crate::limits::Limiters;
-use crate::lockout::Lockouts;
+use crate::pickup::PickupHasher;
 use crate::shopper::ShopperHasher;
-use crate::store::WriterHandle;
+use crate::store::{Reader, WriterHandle};
 use crate::token::TokenSigner;
-use caidan_sync::clock::Clock;
 
+pub use auth::{StaffSessions, WrongCodes};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use screen::Impressions;
@@ -52,13 +59,28 @@ pub struct AppState {
     pub wrong_codes: Arc<Mutex<WrongCodes>>,
     /// The screen's bearer token, when the screen routes are not on loopback.
     pub screen_token: Option<TokenHash>,
+    pub sessions: StaffSessions,
+    /// Staff cookies carry `Secure` when shoppers and staff reach the agent over HTTPS.
+    pub secure_cookies: bool,
+    pub reader: Arc<Reader>,
+    pub pickups: PickupHasher,
+    /// The vending machine's dispenser, on profiles that have one.
+    pub dispenser: Option<Arc<dyn Dispenser>>,
+    pub directory: Arc<Directory>,
+    pub location: Option<Location>,
+    pub tz: TimeZone,
+    pub elsewhere: Option<Arc<Elsewhere>>,
 }
 
-/// Wrong redemption codes: per staff token, and for the whole touchpoint.
-#[derive(Debug)]
-pub struct WrongCodes {
-    pub per_token: Lockouts<TokenHash>,
-    pub device: Lockouts<()>,
+impl AppState {
+    /// The brand's nearest store from this touchpoint, open now or not.
+    pub fn nearest_store(&self, brand: &str) -> Option<NearestStore> {
+        let here = self.location?;
+        let now = jiff::Timestamp::from_millisecond(self.clock.now_ms())
+            .ok()?
+            .to_zoned(self.tz.clone());
+        self.directory.nearest(brand, here, &now)
+    }
 }
 
 fn common(router: Router<AppState>, state: AppState) -> Router {
@@ -81,7 +103,19 @@ pub fn public_router(state: AppState) -> Router {
         .route("/e/{token}", get(egg::egg_page))
         .route("/api/v1/eggs", post(egg::crack))
         .route("/api/v1/redemptions", post(staff::redeem))
-        .route("/api/v1/claims/public-key", get(staff::public_key));
+        .route("/api/v1/claims/public-key", get(staff::public_key))
+        .route("/api/v1/pickups", post(pickup::staff_pickup))
+        .route("/api/v1/vending/pickups", post(pickup::vending_pickup))
+        .route("/api/v1/orders", get(pickup::orders))
+        .route("/api/v1/orders/{id}/release", post(pickup::release))
+        .route("/api/v1/inventory", get(inventory::list))
+        .route(
+            "/api/v1/inventory/{sku}",
+            get(inventory::one).post(inventory::change),
+        )
+        .route("/staff", get(console::page))
+        .route("/staff/login", post(console::login))
+        .route("/staff/logout", post(console::logout));
     common(routes, state)
 }
 

@@ -4,6 +4,8 @@
 const EGG: &str = include_str!("../../assets/egg.html");
 const SCREEN: &str = include_str!("../../assets/screen.html");
 const ERROR: &str = include_str!("../../assets/error.html");
+const STAFF: &str = include_str!("../../assets/staff.html");
+const STAFF_LOGIN: &str = include_str!("../../assets/staff_login.html");
 const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 fn escape(s: &str) -> String {
@@ -18,6 +20,16 @@ pub fn screen_page(device: &str, rotation_secs: u32) -> String {
     SCREEN
         .replace("{{DEVICE}}", &escape(device))
         .replace("{{ROTATION}}", &rotation_secs.to_string())
+}
+
+pub fn staff_console(device: &str) -> String {
+    STAFF.replace("{{DEVICE}}", &escape(device))
+}
+
+pub fn staff_login(device: &str, message: Option<&str>) -> String {
+    STAFF_LOGIN
+        .replace("{{DEVICE}}", &escape(device))
+        .replace("{{MESSAGE}}", &escape(message.unwrap_or("")))
 }
 
 pub fn error_page(message: &str) -> String {

@@ -9,8 +9,10 @@ mod state;
 mod windows;
 pub mod writer;
 
-use caidan_sync::contract::{ClaimCode, IdError, Ident, OfferKind, RejectionReason};
-use serde::Serialize;
+use caidan_sync::contract::{
+    ClaimCode, IdError, Ident, OfferKind, OrderRejection, PickupCode, RejectionReason, StockReason,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue::Text;
 
@@ -57,6 +59,8 @@ pub enum StoreError {
     },
     #[error("store is corrupt: stock of {sku} is out of step with the writer's memory")]
     StockOutOfStep { sku: String },
+    #[error("store is corrupt: hold {id} cannot be read: {reason}")]
+    HoldUnreadable { id: String, reason: String },
     #[error("no free claim code after 8 tries")]
     NoFreeClaimCode,
     #[error("a stored value breaks the wire contract: {0}")]
@@ -86,6 +90,18 @@ impl StoreError {
     }
 }
 
+/// The hold of a product or sample egg, as its shopper sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PickupInfo {
+    /// The code to type on the keypad or give at the counter.
+    pub code: PickupCode,
+    pub sku: String,
+    /// When the unit goes back to the shelf if not picked up.
+    pub hold_until_ms: i64,
+    /// `reserved`, `picked_up`, `expired`, ...
+    pub state: String,
+}
+
 /// A claim as stored and shown to the shopper.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClaimRecord {
@@ -98,6 +114,12 @@ pub struct ClaimRecord {
     pub fallback: bool,
     pub created_ms: i64,
     pub expires_ms: i64,
+    /// The special price of a product egg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::catalogue::Price>,
+    /// The unit held for a product or sample egg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup: Option<PickupInfo>,
 }
 
 /// The answer to an egg request.
@@ -155,6 +177,147 @@ impl RedeemRefusal {
 pub struct Redemption {
     pub claim: ClaimRecord,
     pub redeemed_ms: i64,
+}
+
+/// What became of an order message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderOutcome {
+    Reserved,
+    Rejected(OrderRejection),
+    /// The same order again: nothing changed.
+    Duplicate,
+    /// An order id already used for another order: nothing changed.
+    Conflict,
+}
+
+/// Why a cancel or release changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotOpen {
+    #[error("no such order here")]
+    Unknown,
+    #[error("the order is not open any more ({0})")]
+    Closed(&'static str),
+    #[error("the order is being dispensed")]
+    Dispensing,
+}
+
+/// Why a pickup or a dispense was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PickupRefusal {
+    #[error("no order or egg with that pickup code")]
+    UnknownCode,
+    #[error("already picked up")]
+    AlreadyPickedUp,
+    #[error("the pickup window has ended")]
+    Expired,
+    #[error("the order was cancelled")]
+    Cancelled,
+    #[error("staff released this hold")]
+    Released,
+    #[error("being dispensed right now")]
+    Dispensing,
+}
+
+impl PickupRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            PickupRefusal::UnknownCode => "unknown_code",
+            PickupRefusal::AlreadyPickedUp => "already_picked_up",
+            PickupRefusal::Expired => "expired",
+            PickupRefusal::Cancelled => "cancelled",
+            PickupRefusal::Released => "released",
+            PickupRefusal::Dispensing => "dispensing",
+        }
+    }
+}
+
+/// An open or closed hold as staff and shoppers see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HoldView {
+    /// The order id, or `egg-{claim code}`.
+    pub id: String,
+    pub state: String,
+    pub lines: Vec<LineView>,
+    pub expires_ms: i64,
+    pub created_ms: i64,
+    pub closed_ms: Option<i64>,
+    pub brand: Option<String>,
+    pub offer: Option<String>,
+    pub handed_by: Option<String>,
+}
+
+/// Units of one SKU in a hold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LineView {
+    pub sku: String,
+    pub qty: u32,
+}
+
+/// A stock change from staff, the CLI or the store system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockUpdate {
+    pub sku: Ident,
+    pub change: StockChange,
+    pub reason: StockReason,
+    pub note: Option<String>,
+}
+
+impl StockUpdate {
+    /// A staff stock change: exactly one of `set` (units counted, reason `count`) and
+    /// `delta` (positive for `restock`, negative for `damage`, either for `count`).
+    pub fn from_parts(
+        sku: Ident,
+        set: Option<i64>,
+        delta: Option<i64>,
+        reason: &str,
+        note: Option<String>,
+    ) -> Result<StockUpdate, String> {
+        let reason = match StockReason::parse(reason) {
+            Some(r @ (StockReason::Restock | StockReason::Count | StockReason::Damage)) => r,
+            _ => {
+                return Err(format!(
+                    "reason must be restock, count or damage, got {}",
+                    caidan_sync::contract::ids::shown(reason)
+                ));
+            }
+        };
+        let change = match (set, delta, reason) {
+            (Some(n), None, StockReason::Count) if n >= 0 => StockChange::Set(n),
+            (None, Some(d), StockReason::Restock) if d > 0 => StockChange::Delta(d),
+            (None, Some(d), StockReason::Damage) if d < 0 => StockChange::Delta(d),
+            (None, Some(d), StockReason::Count) if d != 0 => StockChange::Delta(d),
+            _ => {
+                return Err(
+                    "give set (units counted, with reason count) or delta (positive for restock, negative for damage)"
+                        .into(),
+                );
+            }
+        };
+        if note.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            return Err("note is at most 200 characters".into());
+        }
+        Ok(StockUpdate {
+            sku,
+            change,
+            reason,
+            note,
+        })
+    }
+}
+
+/// Set units on hand, or change them by a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    Set(i64),
+    Delta(i64),
+}
+
+/// A SKU's stock after a change.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct StockAfter {
+    pub on_hand: u32,
+    pub reserved: u32,
+    pub available: u32,
 }
 
 /// What a catalogue import changed.

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::StoreError;
 use super::schema::{self, Access};
+use super::{HoldView, StoreError, ops};
 
 /// One outbox record: its sequence number and CloudEvents JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +138,61 @@ impl Reader {
         })
     }
 
+    /// Open holds (waiting orders and egg holds), soonest to end first.
+    pub fn open_holds(&self, limit: usize) -> Result<Vec<HoldView>, StoreError> {
+        self.holds_where(
+            "state IN ('reserved', 'dispensing') ORDER BY expires_ms",
+            limit,
+        )
+    }
+
+    /// Hand-overs, most recent first.
+    pub fn handovers(&self, limit: usize) -> Result<Vec<HoldView>, StoreError> {
+        self.holds_where("state = 'picked_up' ORDER BY closed_ms DESC", limit)
+    }
+
+    /// A hold by id.
+    pub fn hold(&self, id: &str) -> Result<Option<HoldView>, StoreError> {
+        self.with(|c| Ok(ops::find_hold(c, id)?.map(|h| h.view())))
+    }
+
+    fn holds_where(&self, clause: &str, limit: usize) -> Result<Vec<HoldView>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {} FROM holds WHERE {clause} LIMIT ?1",
+                ops::HOLD_COLUMNS
+            ))?;
+            let rows = stmt
+                .query_map([limit as i64], ops::hold_from_row)?
+                .map(|r| r.map(|h| h.view()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Every SKU's stock, by SKU.
+    pub fn stock(&self) -> Result<Vec<StockListing>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT sku, quantity, reserved FROM stock ORDER BY sku")?;
+            let rows = stmt
+                .query_map([], stock_listing)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// One SKU's stock; `None` for a SKU never stocked here.
+    pub fn stock_of(&self, sku: &str) -> Result<Option<StockListing>, StoreError> {
+        self.with(|c| {
+            Ok(
+                c.prepare_cached("SELECT sku, quantity, reserved FROM stock WHERE sku = ?1")?
+                    .query_row([sku], stock_listing)
+                    .optional()?,
+            )
+        })
+    }
+
     /// Row counts of the main tables, for tests and `outbox stats`.
     pub fn count(&self, table: Table) -> Result<i64, StoreError> {
         self.with(|c| {
@@ -150,6 +205,25 @@ impl Reader {
     }
 }
 
+/// A SKU's stock as staff see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StockListing {
+    pub sku: String,
+    pub on_hand: u32,
+    pub reserved: u32,
+    pub available: u32,
+}
+
+fn stock_listing(r: &rusqlite::Row<'_>) -> rusqlite::Result<StockListing> {
+    let (on_hand, reserved): (u32, u32) = (r.get(1)?, r.get(2)?);
+    Ok(StockListing {
+        sku: r.get(0)?,
+        on_hand,
+        reserved,
+        available: on_hand.saturating_sub(reserved),
+    })
+}
+
 /// Tables whose rows can be counted.
 #[derive(Debug, Clone, Copy)]
 pub enum Table {
@@ -157,6 +231,7 @@ pub enum Table {
     Redemptions,
     Outbox,
     Offers,
+    Holds,
 }
 
 impl Table {
@@ -166,6 +241,7 @@ impl Table {
             Table::Redemptions => "redemptions",
             Table::Outbox => "outbox",
             Table::Offers => "offers",
+            Table::Holds => "holds",
         }
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// Schema version this build writes. Bump it and append to [`MIGRATIONS`] to change tables.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -51,6 +51,26 @@ const MIGRATIONS: &[&str] = &[
         type TEXT NOT NULL,
         json TEXT NOT NULL
      );",
+    // v1 -> v2: reserved units, and holds (pickup orders, product and sample eggs).
+    "ALTER TABLE stock ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0);
+     CREATE TABLE holds (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        lines TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        closed_ms INTEGER,
+        shopper TEXT,
+        brand TEXT,
+        offer TEXT,
+        claim_code TEXT,
+        handed_by TEXT
+     ) WITHOUT ROWID;
+     CREATE INDEX holds_by_code ON holds (code_hash, created_ms);
+     CREATE UNIQUE INDEX holds_open_code ON holds (code_hash) WHERE state IN ('reserved', 'dispensing');
+     CREATE INDEX holds_open ON holds (state, expires_ms);
+     CREATE INDEX holds_closed ON holds (closed_ms) WHERE closed_ms IS NOT NULL;",
 ];
 
 /// How a connection will be used.

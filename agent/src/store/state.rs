@@ -20,6 +20,48 @@ use crate::catalogue::Offer;
 use crate::engine::quota::{OfferCount, QuotaBook};
 use crate::engine::{EggEngine, Moment, Pool, Touchpoint};
 use crate::events::{EventBuilder, Source};
+use crate::inventory::{Hold, Level, StockBook};
+use crate::pickup::PickupHasher;
+
+/// Stock levels and the open holds, as stored. A hold left `dispensing` by a crash is open
+/// again: its units never counted as handed out.
+fn load_stock(conn: &Connection) -> Result<StockBook, StoreError> {
+    let mut book = StockBook::default();
+    let mut stmt = conn.prepare("SELECT sku, quantity, reserved FROM stock")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let sku: String = r.get(0)?;
+        let (on_hand, reserved): (i64, i64) = (r.get(1)?, r.get(2)?);
+        if !(0..=on_hand).contains(&reserved) || on_hand > i64::from(u32::MAX) {
+            return Err(StoreError::StockOutOfStep { sku });
+        }
+        let level = Level {
+            on_hand: on_hand as u32,
+            reserved: reserved as u32,
+        };
+        book.load_level(&sku, level);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, lines, expires_ms FROM holds WHERE state IN ('reserved', 'dispensing')",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let lines: String = r.get(1)?;
+        let lines =
+            super::ops::parse_hold_lines(&lines).map_err(|reason| StoreError::HoldUnreadable {
+                id: id.clone(),
+                reason,
+            })?;
+        let hold = Hold {
+            lines,
+            expires_ms: r.get(2)?,
+            dispensing: false,
+        };
+        book.load_hold(&id, hold);
+    }
+    Ok(book)
+}
 
 /// Who the device is: fixed for the writer's life.
 #[derive(Debug, Clone)]
@@ -29,6 +71,10 @@ pub struct Identity {
     pub tz: TimeZone,
     /// New claims one QR window may hand out.
     pub claims_per_window: u32,
+    /// Hashes pickup codes, and derives those of egg holds.
+    pub pickups: PickupHasher,
+    /// The vending machine's dispenser, whose slots orders must fit.
+    pub dispenser: Option<std::sync::Arc<dyn crate::inventory::dispenser::Dispenser>>,
 }
 
 /// The store's epoch, as written when the store was created.
@@ -41,7 +87,8 @@ pub(crate) struct State {
     pub engine: EggEngine,
     pub tz: TimeZone,
     pub book: QuotaBook,
-    pub stock: HashMap<String, i64>,
+    pub stock: StockBook,
+    pub pickups: PickupHasher,
     pub next_seq: i64,
     pub depth: i64,
     pub events: EventBuilder,
@@ -106,10 +153,7 @@ impl State {
                 },
             );
         }
-        let stock = conn
-            .prepare("SELECT sku, quantity FROM stock")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<HashMap<String, i64>, _>>()?;
+        let stock = load_stock(conn)?;
         // sqlite_sequence keeps the high-water mark after trimmed rows are gone.
         let last_seq: i64 = conn
             .query_row(
@@ -131,6 +175,7 @@ impl State {
             tz: id.tz.clone(),
             book,
             stock,
+            pickups: id.pickups.clone(),
             next_seq: last_seq + 1,
             depth,
             events: EventBuilder::new(source),

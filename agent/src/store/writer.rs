@@ -10,13 +10,20 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::budget::{Fill, FillWatch, StorageBudget};
+use super::ops::Dispensing;
 use super::ops::{self, Now};
 use super::schema::{self, Access};
 use super::state::{Identity, State};
-use super::{ClaimOutcome, ClaimRefusal, ImportSummary, RedeemRefusal, Redemption, StoreError};
+use super::{
+    ClaimOutcome, ClaimRefusal, HoldView, ImportSummary, NotOpen, OrderOutcome, PickupRefusal,
+    RedeemRefusal, Redemption, StockAfter, StockUpdate, StoreError,
+};
 use crate::catalogue::Catalogue;
+use crate::inventory::{StockRefusal, Units};
+use crate::pickup::CodeHash;
 use caidan_sync::clock::Clock;
 use caidan_sync::contract::{ClaimCode, ShopperHash};
+use caidan_sync::contract::{DispenseFault, Ident, PickupOrder};
 use caidan_sync::uplink::ShopperSignal;
 
 /// Commands waiting for the writer before callers wait for room.
@@ -51,6 +58,44 @@ enum Command {
     Trim {
         through: i64,
         reply: Reply<u64>,
+    },
+    Order {
+        order: Box<PickupOrder>,
+        code: CodeHash,
+        reply: Reply<OrderOutcome>,
+    },
+    InvalidOrder {
+        order_id: Ident,
+        reply: Reply<OrderOutcome>,
+    },
+    Cancel {
+        order_id: Ident,
+        reply: Reply<Result<(), NotOpen>>,
+    },
+    Release {
+        id: String,
+        reply: Reply<Result<(), NotOpen>>,
+    },
+    Stock {
+        update: StockUpdate,
+        reply: Reply<Result<StockAfter, StockRefusal>>,
+    },
+    Pickup {
+        code: CodeHash,
+        reply: Reply<Result<HoldView, PickupRefusal>>,
+    },
+    BeginDispense {
+        code: CodeHash,
+        reply: Reply<Result<Dispensing, PickupRefusal>>,
+    },
+    FinishDispense {
+        id: String,
+        given: Vec<Units>,
+        fault: Option<DispenseFault>,
+        reply: Reply<HoldView>,
+    },
+    Expire {
+        reply: Option<Reply<usize>>,
     },
 }
 
@@ -233,6 +278,93 @@ impl WriterHandle {
             catalogue: Box::new(catalogue),
             reply,
         })
+    }
+
+    /// Reserves a pickup order from the order system, or rejects it with a reason.
+    pub async fn order(
+        &self,
+        order: PickupOrder,
+        code: CodeHash,
+    ) -> Result<OrderOutcome, StoreError> {
+        self.call(|reply| Command::Order {
+            order: Box::new(order),
+            code,
+            reply,
+        })
+        .await
+    }
+
+    /// Rejects as `invalid` an order whose message broke a bound.
+    pub async fn invalid_order(&self, order_id: Ident) -> Result<OrderOutcome, StoreError> {
+        self.call(|reply| Command::InvalidOrder { order_id, reply })
+            .await
+    }
+
+    pub async fn cancel(&self, order_id: Ident) -> Result<Result<(), NotOpen>, StoreError> {
+        self.call(|reply| Command::Cancel { order_id, reply }).await
+    }
+
+    /// Staff release an open hold before its window ends.
+    pub async fn release(&self, id: String) -> Result<Result<(), NotOpen>, StoreError> {
+        self.call(|reply| Command::Release { id, reply }).await
+    }
+
+    pub async fn change_stock(
+        &self,
+        update: StockUpdate,
+    ) -> Result<Result<StockAfter, StockRefusal>, StoreError> {
+        self.call(|reply| Command::Stock { update, reply }).await
+    }
+
+    pub fn change_stock_blocking(
+        &self,
+        update: StockUpdate,
+    ) -> Result<Result<StockAfter, StockRefusal>, StoreError> {
+        self.call_blocking(|reply| Command::Stock { update, reply })
+    }
+
+    /// Staff hand over the hold behind a pickup code, at most once.
+    pub async fn pickup(
+        &self,
+        code: CodeHash,
+    ) -> Result<Result<HoldView, PickupRefusal>, StoreError> {
+        self.call(|reply| Command::Pickup { code, reply }).await
+    }
+
+    /// Claims the hold behind a pickup code for the dispenser.
+    pub async fn begin_dispense(
+        &self,
+        code: CodeHash,
+    ) -> Result<Result<Dispensing, PickupRefusal>, StoreError> {
+        self.call(|reply| Command::BeginDispense { code, reply })
+            .await
+    }
+
+    /// Records what the dispenser handed out of a claimed hold.
+    pub async fn finish_dispense(
+        &self,
+        id: String,
+        given: Vec<Units>,
+        fault: Option<DispenseFault>,
+    ) -> Result<HoldView, StoreError> {
+        self.call(|reply| Command::FinishDispense {
+            id,
+            given,
+            fault,
+            reply,
+        })
+        .await
+    }
+
+    /// Releases holds whose window has ended; returns how many.
+    pub async fn expire(&self) -> Result<usize, StoreError> {
+        self.call(|reply| Command::Expire { reply: Some(reply) })
+            .await
+    }
+
+    /// Queues an expiry pass without waiting for it (the periodic sweep).
+    pub fn expire_soon(&self) {
+        let _ = self.tx.try_send(Command::Expire { reply: None });
     }
 
     /// Deletes outbox records up to `through`; blocking, for the uplink's worker threads.
@@ -446,7 +578,59 @@ impl Worker {
                     Command::Trim { .. } => unreachable!("trims run before the savepoint"),
                     Command::Import { catalogue, reply } => {
                         reload_after = true;
-                        run!(reply, ops::import(&sp, &catalogue))
+                        run!(reply, ops::import(&sp, st, now, &catalogue))
+                    }
+                    Command::Order { order, code, reply } => {
+                        let dispenser = self.identity.dispenser.as_deref();
+                        run!(reply, ops::order(&sp, st, now, &order, &code, dispenser))
+                    }
+                    Command::InvalidOrder { order_id, reply } => {
+                        run!(reply, ops::invalid_order(&sp, st, now, &order_id))
+                    }
+                    Command::Cancel { order_id, reply } => {
+                        run!(reply, ops::cancel(&sp, st, now, &order_id))
+                    }
+                    Command::Release { id, reply } => {
+                        run!(reply, ops::release(&sp, st, now, &id))
+                    }
+                    Command::Stock { update, reply } => {
+                        run!(reply, ops::change_stock(&sp, st, now, &update))
+                    }
+                    Command::Pickup { code, reply } => {
+                        run!(reply, ops::pickup(&sp, st, now, &code))
+                    }
+                    Command::BeginDispense { code, reply } => {
+                        run!(reply, ops::begin_dispense(&sp, st, now, &code))
+                    }
+                    Command::FinishDispense {
+                        id,
+                        given,
+                        fault,
+                        reply,
+                    } => {
+                        run!(
+                            reply,
+                            ops::finish_dispense(&sp, st, now, &id, &given, fault)
+                        )
+                    }
+                    Command::Expire { reply } => {
+                        if st.stock.next_expiry().is_some_and(|t| t <= now.ms) {
+                            let result = ops::expire(&sp, st, now);
+                            match reply {
+                                Some(reply) => run!(reply, result),
+                                None => match result {
+                                    Ok(_) => sp.commit()?,
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "expiry pass failed");
+                                        drop(sp);
+                                        reload_after = true;
+                                    }
+                                },
+                            }
+                        } else if let Some(reply) = reply {
+                            drop(sp);
+                            pending.push(pend(reply, Ok(0)));
+                        }
                     }
                     Command::Impressions { minute_ms, count } => {
                         if let Err(e) = ops::impressions(&sp, st, now, minute_ms, count) {

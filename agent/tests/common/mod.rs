@@ -18,7 +18,11 @@ pub const DAY_MS: i64 = 86_400_000;
 
 pub struct TestAgent {
     pub running: Running,
+    /// The agent's clock when it runs on manual time (every test without a broker).
     pub clock: ManualClock,
+    /// The clock the agent runs on: `clock`, or the system's with a broker (the uplink's
+    /// reconnects and timers need time that moves).
+    pub time: Arc<dyn Clock>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub config: AgentConfig,
@@ -32,24 +36,38 @@ impl TestAgent {
     }
 
     pub async fn start_with(catalogue: Value, config: AgentConfig) -> TestAgent {
+        Self::start_in(catalogue, config, tempfile::tempdir().unwrap(), None).await
+    }
+
+    /// An agent on the store in `dir`, syncing to `mqtt` when given.
+    pub async fn start_in(
+        catalogue: Value,
+        config: AgentConfig,
+        dir: tempfile::TempDir,
+        mqtt: Option<&str>,
+    ) -> TestAgent {
         let catalogue = CatalogueFile {
             text: catalogue.to_string(),
             origin: "test".into(),
         };
         catalogue.parse().expect("test catalogue is valid");
         let clock = ManualClock::new(MORNING_MS);
-        let dir = tempfile::tempdir().unwrap();
+        let time: Arc<dyn Clock> = match mqtt {
+            Some(_) => caidan_sync::clock::SystemClock::shared(),
+            None => Arc::new(clock.clone()),
+        };
         let opts = RunOptions {
             config: config.clone(),
             catalogue: Some(catalogue),
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
             screen_listen: "127.0.0.1:0".parse().unwrap(),
-            mqtt: None,
+            mqtt: mqtt.map(|url| runtime::MqttTarget {
+                url: url.parse().expect("test broker URL"),
+                tls: Default::default(),
+            }),
         };
-        let running = runtime::start(opts, Arc::new(clock.clone()) as Arc<dyn Clock>)
-            .await
-            .unwrap();
+        let running = runtime::start(opts, time.clone()).await.unwrap();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
@@ -57,10 +75,17 @@ impl TestAgent {
         TestAgent {
             running,
             clock,
+            time,
             dir,
             http,
             config,
         }
+    }
+
+    /// Shuts the agent down cleanly and hands back its data folder.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.running.shutdown().await.unwrap();
+        self.dir
     }
 
     /// A URL of the public listener (shoppers, staff).
@@ -74,7 +99,12 @@ impl TestAgent {
     }
 
     pub fn token(&self) -> String {
-        self.running.tokens.issue(self.clock.now_ms())
+        self.running.tokens.issue(self.time.now_ms())
+    }
+
+    /// The agent's wall clock now.
+    pub fn now_ms(&self) -> i64 {
+        self.time.now_ms()
     }
 
     pub fn reader(&self) -> Reader {

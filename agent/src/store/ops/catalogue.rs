@@ -1,13 +1,22 @@
 //! Importing a validated catalogue.
 
+use caidan_sync::contract::{Ident, StockReason};
 use rusqlite::{Connection, params};
 use serde_json::json;
 
+use super::Now;
 use crate::catalogue::Catalogue;
-use crate::store::{ImportSummary, StoreError};
+use crate::store::state::State;
+use crate::store::{ImportSummary, StockChange, StockUpdate, StoreError};
 
-/// Replaces offers and segments with a validated catalogue; stock only for new SKUs.
-pub fn import(conn: &Connection, cat: &Catalogue) -> Result<ImportSummary, StoreError> {
+/// Replaces offers and segments with a validated catalogue; stock only for new SKUs, each
+/// with its stock event.
+pub fn import(
+    conn: &Connection,
+    st: &mut State,
+    now: Now,
+    cat: &Catalogue,
+) -> Result<ImportSummary, StoreError> {
     conn.execute("DELETE FROM offers", [])?;
     {
         let mut ins = conn.prepare_cached("INSERT INTO offers (id, json) VALUES (?1, ?2)")?;
@@ -28,12 +37,19 @@ pub fn import(conn: &Connection, cat: &Catalogue) -> Result<ImportSummary, Store
         }
     }
     let mut new_skus = 0;
-    {
-        let mut ins = conn.prepare_cached(
-            "INSERT INTO stock (sku, quantity) VALUES (?1, ?2) ON CONFLICT (sku) DO NOTHING",
-        )?;
-        for (sku, qty) in &cat.stock {
-            new_skus += ins.execute(params![sku, qty])?;
+    for (sku, qty) in &cat.stock {
+        if st.stock.level(sku).is_some() {
+            continue;
+        }
+        let update = StockUpdate {
+            sku: Ident::new(sku.as_str())?,
+            change: StockChange::Set(*qty),
+            reason: StockReason::Catalogue,
+            note: None,
+        };
+        // Validated: a new SKU with 0..=1,000,000 units is always accepted.
+        if super::change_stock(conn, st, now, &update)?.is_ok() {
+            new_skus += 1;
         }
     }
     conn.execute(

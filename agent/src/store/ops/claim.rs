@@ -1,19 +1,22 @@
 //! Cracking the egg: the shopper's claim of today, or a new one chosen by the engine, with
-//! its quota counters, stock and outbox event in the same transaction.
+//! its quota counters, the hold of a product or sample egg, and its outbox events in the
+//! same transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use caidan_sync::contract::{ClaimData, EventData, Ident, ShopperHash};
+use caidan_sync::contract::{ClaimCode, ClaimData, EventData, Ident, OrderState, ShopperHash};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CLAIM_COLUMNS, Now, claim_from_row, write_event};
+use super::holds::{self, Change, EGG_PREFIX, HoldRow, NewHold, find_by_id, order_event, states};
+use super::{CLAIM_COLUMNS, Now, claim_from_row, write_events};
 use crate::catalogue::{Offer, OfferKind, Text};
 use crate::engine::{Pick, ShopperView, daily_seed};
 use crate::events::NewEvent;
+use crate::inventory::Units;
 use crate::store::state::State;
-use crate::store::{ClaimOutcome, ClaimRecord, ClaimRefusal, StoreError};
+use crate::store::{ClaimOutcome, ClaimRecord, ClaimRefusal, PickupInfo, StoreError};
 
 /// Offers whose copy (titles, descriptions) the writer keeps parsed.
 const OFFER_CACHE: usize = 256;
@@ -34,7 +37,7 @@ fn builtin_story() -> Offer {
 
 /// What the store knows of a shopper: today's claim if any, else what the engine needs.
 enum Seen {
-    Today(ClaimRecord),
+    Today(Box<ClaimRecord>),
     Before(ShopperView),
 }
 
@@ -55,10 +58,11 @@ fn shopper_view(
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
         if r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)? == day {
-            let claim = conn
+            let mut claim = conn
                 .prepare_cached(&format!("SELECT {CLAIM_COLUMNS} FROM claims WHERE id = ?1"))?
                 .query_row([id], claim_from_row)?;
-            return Ok(Seen::Today(claim));
+            attach_hold(conn, st, &mut claim)?;
+            return Ok(Seen::Today(Box::new(claim)));
         }
         let offer: String = r.get(2)?;
         if previous.as_ref().is_none_or(|(_, last)| id > *last) {
@@ -83,6 +87,46 @@ fn shopper_view(
     }))
 }
 
+/// The hold id of an egg's claim.
+pub(super) fn egg_hold_id(code: &ClaimCode) -> String {
+    format!("{EGG_PREFIX}{code}")
+}
+
+/// Fills in the pickup and price of a product or sample claim read back from the store.
+fn attach_hold(conn: &Connection, st: &State, claim: &mut ClaimRecord) -> Result<(), StoreError> {
+    if !claim.kind.holds_stock() {
+        return Ok(());
+    }
+    if let Some(hold) = find_by_id(conn, &egg_hold_id(&claim.claim_code))? {
+        claim.pickup = Some(pickup_info(st, &claim.claim_code, &hold));
+    }
+    let offer: Option<String> = conn
+        .prepare_cached("SELECT json FROM offers WHERE id = ?1")?
+        .query_row([claim.offer_id.as_str()], |r| r.get(0))
+        .optional()?;
+    claim.price = offer
+        .and_then(|json| serde_json::from_str::<Offer>(&json).ok())
+        .and_then(|o| o.price);
+    Ok(())
+}
+
+fn pickup_info(st: &State, claim: &ClaimCode, hold: &HoldRow) -> PickupInfo {
+    PickupInfo {
+        code: st.pickups.egg_code(claim),
+        sku: hold
+            .lines
+            .first()
+            .map(|l| l.sku.clone())
+            .unwrap_or_default(),
+        hold_until_ms: hold.expires_ms,
+        state: if hold.state == states::DISPENSING {
+            states::RESERVED.into()
+        } else {
+            hold.state.clone()
+        },
+    }
+}
+
 /// Gives the shopper today's egg: the one they already hold, or a new claim.
 pub fn claim(
     conn: &Connection,
@@ -96,7 +140,7 @@ pub fn claim(
     let view = match shopper_view(conn, st, shopper, &day)? {
         Seen::Today(claim) => {
             return Ok(Ok(ClaimOutcome {
-                claim,
+                claim: *claim,
                 existing: true,
             }));
         }
@@ -143,12 +187,28 @@ pub fn claim(
         },
         None => Arc::new(builtin_story()),
     };
-    let expires_ms = now.ms + i64::from(offer.claim_ttl_hours) * 3_600_000;
+    // A product or sample egg holds one unit here until it is picked up or its hold ends.
+    let held = match (&offer.sku, offer.kind.holds_stock() && index.is_some()) {
+        (Some(sku), true) => Some(sku.clone()),
+        _ => None,
+    };
+    let expires_ms = match held {
+        Some(_) => now.ms + i64::from(offer.hold_minutes) * 60_000,
+        None => now.ms + i64::from(offer.claim_ttl_hours) * 3_600_000,
+    };
     let offer_id = Ident::new(offer.id.as_str())?;
     let brand = Ident::new(offer.brand.as_str())?;
     let mut code = crate::claim::new_code(&mut st.codes);
     let mut inserted = false;
     for _ in 0..8 {
+        // The hold's pickup code follows from the claim code; it must be free among the
+        // open holds.
+        if held.is_some()
+            && holds::code_in_use(conn, &st.pickups.hash(&st.pickups.egg_code(&code)))?
+        {
+            code = crate::claim::new_code(&mut st.codes);
+            continue;
+        }
         let n = conn
             .prepare_cached(
                 "INSERT INTO claims (code, shopper, day, offer_id, brand, kind, title_zh, title_en, desc_zh, desc_en, fallback, created_ms, expires_ms)
@@ -180,20 +240,6 @@ pub fn claim(
         )?
         .execute(params![offer.id, c.total, day, c.day_count, c.hour, c.hour_count])?;
     }
-    let dispensed = match (&offer.sku, offer.kind) {
-        (Some(sku), OfferKind::FreeSample) => {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE stock SET quantity = quantity - 1 WHERE sku = ?1 AND quantity > 0",
-                )?
-                .execute([sku])?;
-            if n != 1 {
-                return Err(StoreError::StockOutOfStep { sku: sku.clone() });
-            }
-            Some(sku.clone())
-        }
-        _ => None,
-    };
     let record = ClaimRecord {
         claim_code: code,
         offer_id,
@@ -204,8 +250,10 @@ pub fn claim(
         fallback,
         created_ms: now.ms,
         expires_ms,
+        price: offer.price.clone().filter(|_| held.is_some()),
+        pickup: None,
     };
-    let event = NewEvent {
+    let claim_event = NewEvent {
         subject: Some(record.offer_id.clone()),
         brand: Some(record.brand.clone()),
         data: EventData::Claim(ClaimData {
@@ -221,15 +269,62 @@ pub fn claim(
             uptime_ms: now.uptime(),
         }),
     };
-    write_event(conn, st, now, event)?;
+    let mut record = record;
+    let mut events = vec![claim_event];
+    let mut hold = None;
+    if let Some(sku) = held {
+        let lines = vec![Units { sku, qty: 1 }];
+        let pickup = st.pickups.egg_code(&record.claim_code);
+        let row = HoldRow {
+            id: egg_hold_id(&record.claim_code),
+            state: states::RESERVED.into(),
+            code_hash: String::new(),
+            lines,
+            expires_ms,
+            created_ms: now.ms,
+            closed_ms: None,
+            shopper: Some(shopper.to_owned()),
+            brand: Some(record.brand.to_string()),
+            offer: Some(record.offer_id.to_string()),
+            handed_by: None,
+        };
+        holds::insert(
+            conn,
+            now,
+            NewHold {
+                id: &row.id,
+                state: states::RESERVED,
+                code: &st.pickups.hash(&pickup),
+                lines: &row.lines,
+                expires_ms,
+                shopper: Some(shopper_id),
+                brand: Some(&record.brand),
+                offer: Some(&record.offer_id),
+                claim_code: Some(record.claim_code.as_str()),
+            },
+        )?;
+        holds::move_units(conn, &row.lines, 1, false)?;
+        let stock = holds::levels_after(st, &row.lines, 1, false);
+        events.push(order_event(
+            st,
+            now,
+            &row,
+            OrderState::Reserved,
+            Change::default(),
+            stock,
+        )?);
+        record.pickup = Some(pickup_info(st, &record.claim_code, &row));
+        hold = Some(row);
+    }
+    write_events(conn, st, now, events)?;
     // Every statement succeeded: now memory follows.
     if let Some(c) = counted {
         st.book.set(record.offer_id.as_str(), c);
     }
-    if let Some(sku) = dispensed
-        && let Some(q) = st.stock.get_mut(&sku)
-    {
-        *q -= 1;
+    if let Some(row) = hold {
+        st.stock
+            .reserve(&row.id, row.lines, row.expires_ms)
+            .expect("the engine checked a unit was available");
     }
     st.windows.claimed(window);
     Ok(Ok(ClaimOutcome {

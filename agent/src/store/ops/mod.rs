@@ -6,7 +6,11 @@
 mod catalogue;
 mod claim;
 mod facts;
+mod holds;
+mod orders;
+mod pickups;
 mod redeem;
+mod stock;
 
 use caidan_sync::contract::Ident;
 use jiff::Timestamp;
@@ -21,7 +25,13 @@ use crate::events::NewEvent;
 pub use catalogue::import;
 pub use claim::claim;
 pub use facts::{impressions, scan};
+pub use holds::parse_lines as parse_hold_lines;
+pub(crate) use holds::{HOLD_COLUMNS, find_by_id as find_hold, hold_from_row};
+pub use orders::{cancel, invalid_order, order, release};
+pub use pickups::Dispensing;
+pub use pickups::{begin_dispense, expire, finish_dispense, pickup};
 pub use redeem::redeem;
+pub use stock::change_stock;
 
 /// Clock readings for one batch.
 #[derive(Debug, Clone, Copy)]
@@ -47,19 +57,33 @@ pub(super) fn write_event(
     now: Now,
     event: NewEvent,
 ) -> Result<(), StoreError> {
-    let seq = st.next_seq;
-    let kind = event.data.event_type().as_str();
-    let (id, json) = st.events.build(event, seq, now.ms);
+    write_events(conn, st, now, [event])
+}
+
+/// Writes `events` at the next outbox seqs, in order; the state follows only once every
+/// insert succeeded.
+pub(super) fn write_events(
+    conn: &Connection,
+    st: &mut State,
+    now: Now,
+    events: impl IntoIterator<Item = NewEvent>,
+) -> Result<(), StoreError> {
+    let mut seq = st.next_seq;
     let mut buf = [0u8; 36];
-    conn.prepare_cached("INSERT INTO outbox (seq, id, type, json) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![
-            seq,
-            &*id.as_hyphenated().encode_lower(&mut buf),
-            kind,
-            json
-        ])?;
-    st.next_seq += 1;
-    st.depth += 1;
+    for event in events {
+        let kind = event.data.event_type().as_str();
+        let (id, json) = st.events.build(event, seq, now.ms);
+        conn.prepare_cached("INSERT INTO outbox (seq, id, type, json) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![
+                seq,
+                &*id.as_hyphenated().encode_lower(&mut buf),
+                kind,
+                json
+            ])?;
+        seq += 1;
+    }
+    st.depth += seq - st.next_seq;
+    st.next_seq = seq;
     Ok(())
 }
 
@@ -117,6 +141,8 @@ pub(super) fn claim_from_row(r: &Row<'_>) -> rusqlite::Result<ClaimRecord> {
         fallback: r.get(8)?,
         created_ms: r.get(9)?,
         expires_ms: r.get(10)?,
+        price: None,
+        pickup: None,
     })
 }
 

@@ -12,13 +12,20 @@ use caidan_sync::credentials::{TokenHash, TokenSet};
 use caidan_sync::keys::TrustedKeys;
 use serde::Deserialize;
 
-use crate::limits::{ClientLimits, Rate};
-use crate::secrets::{HmacKey, SigningSeed};
+use caidan_sync::contract::Location;
+
+use crate::directory::StoreEntry;
+use crate::inventory::dispenser::SimulatedConfig;
+use crate::secrets::{ApiToken, HmacKey, SigningSeed};
+
+mod limits;
+
+pub use limits::LimitsConfig;
 
 /// The bundled demo configuration used by `caidan-agent run` without `--config`.
-pub const DEMO_CONFIG: &str = include_str!("../demo/agent.toml");
+pub const DEMO_CONFIG: &str = include_str!("../../demo/agent.toml");
 /// The bundled demo offer catalogue.
-pub const DEMO_CATALOGUE: &str = include_str!("../demo/catalogue.json");
+pub const DEMO_CATALOGUE: &str = include_str!("../../demo/catalogue.json");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +50,14 @@ pub struct AgentConfig {
     /// What one client may take; unset fields come from the profile or the defaults.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The simulated dispenser, on profiles with dispenser slots.
+    #[serde(default)]
+    pub dispenser: SimulatedConfig,
+    /// Brand stores shoppers are pointed to, held offline.
+    #[serde(default)]
+    pub stores: Vec<StoreEntry>,
+    /// Where the device asks which touchpoints nearby have a SKU it lacks.
+    pub elsewhere: Option<ElsewhereConfig>,
     /// The bundled profile `device.profile` names, resolved when the config is loaded.
     #[serde(skip)]
     resolved: Option<Profile>,
@@ -82,6 +97,28 @@ pub struct DeviceConfig {
     pub timezone: String,
     /// Name of a bundled firmware profile.
     pub profile: String,
+    /// Where the touchpoint stands: for the nearest store and for nearby stock.
+    pub location: Option<Location>,
+}
+
+/// The data bank's stock lookup over HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElsewhereConfig {
+    /// Base URL of the data bank API, `https://...` (plain `http://` only on loopback).
+    pub url: String,
+    /// CA certificate (PEM) the data bank's certificate must chain to, the only root
+    /// trusted; required for `https://`.
+    pub ca: Option<PathBuf>,
+    /// The fleet's read token.
+    pub token: ApiToken,
+    /// How long one lookup may take before the answer says "offline".
+    #[serde(default = "default_elsewhere_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_elsewhere_timeout() -> u64 {
+    2_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,57 +156,6 @@ fn default_listen() -> SocketAddr {
 
 fn default_screen_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8781))
-}
-
-/// Limits on what one client may take. Connection caps and the per-window claim cap come
-/// from the profile unless set here.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub eggs_per_client: Rate,
-    pub eggs_per_shopper: Rate,
-    pub scans_per_client: Rate,
-    /// New claims a minute the screen can plausibly see (the profile's unless set).
-    pub claims_per_minute: Option<u32>,
-    pub max_connections: Option<u32>,
-    pub max_connections_per_client: Option<u32>,
-    pub header_timeout_ms: u64,
-    pub idle_timeout_ms: u64,
-    /// Wrong redemption codes one staff token may enter before it is locked out.
-    pub wrong_codes_per_staff_token: u32,
-    /// Wrong redemption codes the whole touchpoint takes before every token is locked out.
-    pub wrong_codes_per_device: u32,
-    /// Window the wrong codes are counted in, and how long a lockout lasts.
-    pub lockout_minutes: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let c = ClientLimits::default();
-        LimitsConfig {
-            eggs_per_client: c.eggs_per_client,
-            eggs_per_shopper: c.eggs_per_shopper,
-            scans_per_client: c.scans_per_client,
-            claims_per_minute: None,
-            max_connections: None,
-            max_connections_per_client: None,
-            header_timeout_ms: 5_000,
-            idle_timeout_ms: 15_000,
-            wrong_codes_per_staff_token: 10,
-            wrong_codes_per_device: 30,
-            lockout_minutes: 10,
-        }
-    }
-}
-
-impl LimitsConfig {
-    pub fn clients(&self) -> ClientLimits {
-        ClientLimits {
-            eggs_per_client: self.eggs_per_client,
-            eggs_per_shopper: self.eggs_per_shopper,
-            scans_per_client: self.scans_per_client,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +252,13 @@ impl AgentConfig {
             source,
         })?;
         let mut cfg = Self::from_toml(&text, &file)?;
+        // An elsewhere CA path is relative to the config file too.
+        if let (Some(e), Some(dir)) = (cfg.elsewhere.as_mut(), path.parent())
+            && let Some(ca) = e.ca.as_mut()
+            && ca.is_relative()
+        {
+            *ca = dir.join(&*ca);
+        }
         // A catalogue path is relative to the config file that names it.
         if let (Some(cat), Some(dir)) = (cfg.catalogue.as_mut(), path.parent())
             && cat.is_relative()
@@ -378,54 +371,64 @@ impl AgentConfig {
                 ),
             ));
         }
-        let l = &self.limits;
-        for (field, rate) in [
-            ("limits.eggs_per_client", l.eggs_per_client),
-            ("limits.eggs_per_shopper", l.eggs_per_shopper),
-            ("limits.scans_per_client", l.scans_per_client),
-        ] {
-            if !(1..=1_000_000).contains(&rate.per_minute) || !(1..=100_000).contains(&rate.burst) {
+        self.limits
+            .validate()
+            .map_err(|(field, reason)| bad(field, reason))?;
+        if d.location.is_some_and(|l| !l.valid()) {
+            return Err(bad(
+                "device.location",
+                "lat must be -90..90 and lon -180..180".into(),
+            ));
+        }
+        self.dispenser
+            .validate(u32::from(profile.actuators.dispenser_slots))
+            .map_err(|reason| bad("dispenser", reason))?;
+        crate::directory::Directory::new(&self.stores)
+            .map_err(|(i, reason)| bad("stores", format!("stores[{i}]: {reason}")))?;
+        if !self.stores.is_empty() && d.location.is_none() {
+            return Err(bad(
+                "device.location",
+                "needed to find the nearest of the [[stores]]".into(),
+            ));
+        }
+        if let Some(e) = &self.elsewhere {
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| e.url.starts_with(p));
+            if !(e.url.starts_with("https://") || loopback) || e.url.len() > 2048 {
                 return Err(bad(
-                    field,
-                    "per_minute must be 1..=1000000 and burst 1..=100000".into(),
+                    "elsewhere.url",
+                    format!(
+                        "{:?} must be an https:// URL (http:// only on loopback)",
+                        e.url
+                    ),
                 ));
             }
-        }
-        if l.claims_per_minute
-            .is_some_and(|n| !(1..=1_000_000).contains(&n))
-        {
-            return Err(bad(
-                "limits.claims_per_minute",
-                "must be 1..=1000000".into(),
-            ));
-        }
-        if l.max_connections
-            .is_some_and(|n| !(8..=65_536).contains(&n))
-        {
-            return Err(bad("limits.max_connections", "must be 8..=65536".into()));
-        }
-        if l.max_connections_per_client.is_some_and(|n| n == 0) {
-            return Err(bad(
-                "limits.max_connections_per_client",
-                "must be at least 1".into(),
-            ));
-        }
-        if !(100..=300_000).contains(&l.header_timeout_ms)
-            || !(100..=3_600_000).contains(&l.idle_timeout_ms)
-        {
-            return Err(bad(
-                "limits.header_timeout_ms",
-                "header_timeout_ms must be 100..=300000 and idle_timeout_ms 100..=3600000".into(),
-            ));
-        }
-        if l.wrong_codes_per_staff_token == 0
-            || l.wrong_codes_per_device == 0
-            || l.lockout_minutes == 0
-        {
-            return Err(bad(
-                "limits.wrong_codes_per_staff_token",
-                "wrong-code limits and lockout_minutes must be at least 1".into(),
-            ));
+            if !(100..=30_000).contains(&e.timeout_ms) {
+                return Err(bad("elsewhere.timeout_ms", "must be 100..=30000".into()));
+            }
+            if e.url.starts_with("https://") && e.ca.is_none() {
+                return Err(bad(
+                    "elsewhere.ca",
+                    "an https:// data bank needs the CA its certificate chains to".into(),
+                ));
+            }
+            if e.ca.as_ref().is_some_and(|p| !p.is_file()) {
+                return Err(bad(
+                    "elsewhere.ca",
+                    format!(
+                        "{} is not a readable file",
+                        e.ca.as_ref()
+                            .map_or(String::new(), |p| p.display().to_string())
+                    ),
+                ));
+            }
+            if d.location.is_none() {
+                return Err(bad(
+                    "device.location",
+                    "needed to ask for stock nearby ([elsewhere])".into(),
+                ));
+            }
         }
         if let Some(url) = &self.http.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -475,16 +478,25 @@ impl AgentConfig {
 
 /// Staff bearer tokens, kept as hashes and compared in constant time.
 #[derive(Debug, Clone)]
-pub struct StaffTokens(TokenSet<TokenHash>);
+pub struct StaffTokens(TokenSet<TokenHash>, Vec<TokenHash>);
 
 impl StaffTokens {
     pub fn new(cfg: &StaffConfig) -> Self {
-        StaffTokens(TokenSet::new(cfg.tokens.iter().map(|h| (*h, *h)).collect()))
+        StaffTokens(
+            TokenSet::new(cfg.tokens.iter().map(|h| (*h, *h)).collect()),
+            cfg.tokens.clone(),
+        )
     }
 
     /// The hash of `bearer` when it is a staff token (it names the staff member in lockouts).
     pub fn accepts(&self, bearer: &str) -> Option<TokenHash> {
         self.0.lookup(bearer).copied()
+    }
+
+    /// Whether a staff token with this hash is still configured (a signed-in session of a
+    /// token removed from config ends).
+    pub fn knows(&self, hash: &TokenHash) -> bool {
+        self.1.contains(hash)
     }
 }
 
