@@ -106,7 +106,7 @@ impl Agent {
         }
         let wake = Arc::new(Notify::new());
         let (writer, thread) =
-            runtime::open_writer(&cfg, data, SystemClock::shared(), wake.clone())?;
+            runtime::open_writer(&cfg, data, SystemClock::shared(), wake.clone(), None)?;
         writer
             .import(Catalogue::from_json(DEMO_CATALOGUE, "demo catalogue")?)
             .await?;

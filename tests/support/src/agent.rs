@@ -29,6 +29,10 @@ pub struct AgentOptions {
     pub args: Vec<String>,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// The offer catalogue (JSON) in place of the demo one, with `config_extra`.
+    pub catalogue: Option<String>,
+    /// `(from, to)` text replacements in the demo config, with `config_extra`.
+    pub config_edits: Vec<(String, String)>,
 }
 
 impl AgentOptions {
@@ -70,11 +74,16 @@ impl AgentProc {
         if let Some(extra) = &opts.config_extra {
             let config = data.with_extension("toml");
             let catalogue = data.with_extension("json");
-            std::fs::write(&catalogue, repo::demo_catalogue()).expect("write catalogue");
-            let text = repo::demo_agent_config().replace(
+            let text = opts.catalogue.clone().unwrap_or_else(repo::demo_catalogue);
+            std::fs::write(&catalogue, text).expect("write catalogue");
+            let mut text = repo::demo_agent_config().replace(
                 "catalogue = \"catalogue.json\"",
                 &format!("catalogue = {:?}", catalogue.display().to_string()),
             );
+            for (from, to) in &opts.config_edits {
+                assert!(text.contains(from.as_str()), "demo config has no {from:?}");
+                text = text.replace(from.as_str(), to);
+            }
             std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
             cmd.arg("--config").arg(&config);
         }
