@@ -191,6 +191,47 @@ async fn a_hundred_orders_for_ten_units_reserve_exactly_ten() {
     );
 }
 
+/// A burst far larger than the uplink's queues: every delivery must be acknowledged to the
+/// broker (a lost PUBACK keeps the message in the broker's in-flight window, and a full
+/// window stops delivery), and every order handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_five_thousand_orders_is_all_handled() {
+    const N: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(
+        dir.path(),
+        "allow_anonymous true\nmax_queued_messages 10000",
+    );
+    let agent = TestAgent::start_in(
+        catalogue(N as u32 + 1),
+        kiosk(),
+        tempfile::tempdir().unwrap(),
+        Some(&broker.url()),
+    )
+    .await;
+    let orders = order_system(&broker.url()).await;
+    wait_subscribed(&agent, &orders).await;
+    for i in 0..N {
+        orders
+            .publish(
+                TOPIC,
+                QoS::AtLeastOnce,
+                false,
+                order(&format!("burst-{i}"), 1, &format!("{:08}", 20_000_000 + i)),
+            )
+            .await
+            .unwrap();
+    }
+    let burst = |agent: &TestAgent| {
+        order_events(agent)
+            .into_iter()
+            .filter(|(o, s, _)| o.starts_with("burst-") && s == "reserved")
+            .count()
+    };
+    let all_in = eventually(Duration::from_secs(60), || burst(&agent) == N).await;
+    assert!(all_in, "{} of {N} orders reserved", burst(&agent));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_delivered_twice_is_reserved_once_and_junk_is_dropped() {
     let dir = tempfile::tempdir().unwrap();

@@ -88,7 +88,11 @@ async fn forged_acknowledgements_leave_the_outbox_untouched() {
         "the agent did not see the forgeries: {}",
         refused()
     );
-    assert_eq!(agent_outbox(&data).0, backlog, "a forgery trimmed the outbox");
+    assert_eq!(
+        agent_outbox(&data).0,
+        backlog,
+        "a forgery trimmed the outbox"
+    );
     assert_eq!(metric(&agent, "caidan_uplink_acked_seq"), Some(0.0));
     task.abort();
 

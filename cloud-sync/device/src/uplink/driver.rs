@@ -30,7 +30,7 @@ use crate::topics;
 /// shipped broker config caps messages below this (`message_size_limit`).
 pub const MAX_INCOMING_BYTES: usize = 4 * 1024 * 1024;
 
-/// Orders held while the agent's queue is full before the uplink gives up and reconnects.
+/// Orders held while the agent's queue is full before the uplink stops reading the broker.
 const MAX_BACKLOG: usize = 1024;
 
 /// How long shutdown waits for the offline state and DISCONNECT to be written.
@@ -69,6 +69,8 @@ struct Driver<S: OutboxSource> {
     /// every one in `unacked`, so acknowledgements keep the order of arrival).
     backlog: VecDeque<(Publish, Inbound, oneshot::Receiver<()>)>,
     orders_received: u64,
+    /// Delivery acknowledgements the client's request queue had no room for yet.
+    acks_waiting: VecDeque<Publish>,
     read_job: Job<Vec<OutboxRecord>, S::Error>,
     trim_job: Job<Trimmed, S::Error>,
     depth_job: Job<i64, S::Error>,
@@ -138,6 +140,7 @@ pub(super) async fn run<S: OutboxSource>(
         unacked: VecDeque::new(),
         backlog: VecDeque::new(),
         orders_received: 0,
+        acks_waiting: VecDeque::new(),
         core: UplinkCore::new(cfg.core.clone(), epoch, clock.monotonic()),
         cfg,
         source,
@@ -157,6 +160,7 @@ pub(super) async fn run<S: OutboxSource>(
         return Ok(());
     }
     loop {
+        d.flush_acks();
         let now = d.clock.monotonic();
         d.note_shoppers(&shoppers, now);
         while let Some(action) = d.core.poll_action(now) {
@@ -183,7 +187,9 @@ pub(super) async fn run<S: OutboxSource>(
             }
             r = front(&mut d.unacked), if !d.unacked.is_empty() => d.on_inbound_done(r.is_ok()),
             permit = slot(sender.as_ref()), if !d.backlog.is_empty() => d.feed(permit),
-            ev = eventloop.poll(), if may_connect => d.on_mqtt(ev),
+            // While the agent is far behind on orders, the broker waits (TCP backpressure)
+            // rather than being asked to deliver everything again.
+            ev = eventloop.poll(), if may_connect && d.backlog.len() < MAX_BACKLOG => d.on_mqtt(ev),
             _ = wake.notified() => d.core.handle_wake(),
             r = config_version.changed() => if r.is_ok() {
                 d.cfg.config_version = *config_version.borrow_and_update();
@@ -353,6 +359,7 @@ impl<S: OutboxSource> Driver<S> {
                 info!(device = %self.cfg.device, "connected to broker");
                 // Orders handed out on the previous connection are delivered again.
                 self.unacked.clear();
+                self.acks_waiting.clear();
                 self.backlog.clear();
                 let mut topics = vec![self.ack_topic.clone()];
                 if self.inbound.is_some() {
@@ -390,6 +397,7 @@ impl<S: OutboxSource> Driver<S> {
             Ok(_) => {}
             Err(e) => {
                 self.unacked.clear();
+                self.acks_waiting.clear();
                 self.backlog.clear();
                 let r = self.core.handle_connection_lost(now);
                 warn!(device = %self.cfg.device, error = %e, attempt = r.attempt, retry_in_ms = r.delay.as_millis() as u64, "broker connection failed");
@@ -398,10 +406,23 @@ impl<S: OutboxSource> Driver<S> {
         }
     }
 
-    /// Acknowledges a delivery to the broker (manual acks: orders wait for the agent).
-    fn ack_delivery(&self, p: &Publish) {
-        if let Err(e) = self.client.try_ack(p) {
-            debug!(device = %self.cfg.device, error = %e, "delivery ack not queued");
+    /// Acknowledges a delivery to the broker (manual acks: orders wait for the agent). An
+    /// acknowledgement must never be lost: the broker would hold the message in its
+    /// in-flight window for the rest of the connection and, once the window is full, send
+    /// nothing more. One the client's queue cannot take now waits for the next turn.
+    fn ack_delivery(&mut self, p: &Publish) {
+        if !self.acks_waiting.is_empty() || self.client.try_ack(p).is_err() {
+            self.acks_waiting.push_back(p.clone());
+        }
+    }
+
+    /// Hands waiting acknowledgements to the client as its queue makes room.
+    fn flush_acks(&mut self) {
+        while let Some(p) = self.acks_waiting.front() {
+            if self.client.try_ack(p).is_err() {
+                break;
+            }
+            self.acks_waiting.pop_front();
         }
     }
 
@@ -428,14 +449,11 @@ impl<S: OutboxSource> Driver<S> {
         }
     }
 
-    /// Keeps an order until the agent's queue has room. The broker sends no more than its
-    /// in-flight window of unacknowledged messages, so this stays small; past
-    /// [`MAX_BACKLOG`] the uplink reconnects and lets the broker deliver them again.
+    /// Keeps an order until the agent's queue has room. At [`MAX_BACKLOG`] the uplink stops
+    /// reading from the broker until the agent catches up.
     fn hold_back(&mut self, p: Publish, message: Inbound, done: oneshot::Receiver<()>) {
-        if self.backlog.len() >= MAX_BACKLOG {
-            warn!(device = %self.cfg.device, held = self.backlog.len(), "agent far behind on orders; reconnecting to get them again later");
-            self.reconnect_for_redelivery();
-            return;
+        if self.backlog.len() + 1 == MAX_BACKLOG {
+            debug!(device = %self.cfg.device, held = MAX_BACKLOG, "agent behind on orders; reading from the broker paused");
         }
         self.backlog.push_back((p, message, done));
     }
@@ -468,6 +486,7 @@ impl<S: OutboxSource> Driver<S> {
     /// makes the broker deliver it again.
     fn reconnect_for_redelivery(&mut self) {
         self.unacked.clear();
+        self.acks_waiting.clear();
         self.backlog.clear();
         self.last_error = Some("an order could not be stored; it will be delivered again".into());
         let _ = self.client.try_disconnect();
