@@ -1,6 +1,6 @@
 //! The Caidan on-device agent: offer cache, egg engine, claims, local HTTP API and pages,
 //! and the outbox every fact is written to. What crosses the wire is `caidan-sync`'s.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod catalogue;
 pub mod claim;

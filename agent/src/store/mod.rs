@@ -19,7 +19,7 @@ use crate::catalogue::Text;
 pub use budget::{Fill, StorageBudget};
 pub use read::Reader;
 pub use state::Identity;
-pub use writer::{StorageStatus, Writer, WriterHandle};
+pub use writer::{Answer, StorageStatus, Writer, WriterHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

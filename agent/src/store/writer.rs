@@ -32,6 +32,15 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// A writer command's answer, still to come.
+pub struct Answer<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Answer<T> {
+    pub async fn wait(self) -> Result<T, StoreError> {
+        self.0.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
 enum Command {
     Claim {
         shopper: ShopperHash,
@@ -200,12 +209,21 @@ impl Writer {
 
 impl WriterHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        self.submit(make).await?.wait().await
+    }
+
+    /// Hands a command to the writer without waiting for its answer. The writer carries
+    /// commands out in the order they were submitted, many to one commit.
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<Answer<T>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+        Ok(Answer(rx))
     }
 
     fn call_blocking<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -286,12 +304,47 @@ impl WriterHandle {
         order: PickupOrder,
         code: CodeHash,
     ) -> Result<OrderOutcome, StoreError> {
-        self.call(|reply| Command::Order {
+        self.submit_order(order, code).await?.wait().await
+    }
+
+    /// [`WriterHandle::order`], answered later.
+    pub async fn submit_order(
+        &self,
+        order: PickupOrder,
+        code: CodeHash,
+    ) -> Result<Answer<OrderOutcome>, StoreError> {
+        self.submit(|reply| Command::Order {
             order: Box::new(order),
             code,
             reply,
         })
         .await
+    }
+
+    /// [`WriterHandle::invalid_order`], answered later.
+    pub async fn submit_invalid_order(
+        &self,
+        order_id: Ident,
+    ) -> Result<Answer<OrderOutcome>, StoreError> {
+        self.submit(|reply| Command::InvalidOrder { order_id, reply })
+            .await
+    }
+
+    /// [`WriterHandle::cancel`], answered later.
+    pub async fn submit_cancel(
+        &self,
+        order_id: Ident,
+    ) -> Result<Answer<Result<(), NotOpen>>, StoreError> {
+        self.submit(|reply| Command::Cancel { order_id, reply })
+            .await
+    }
+
+    /// [`WriterHandle::change_stock`], answered later.
+    pub async fn submit_stock(
+        &self,
+        update: StockUpdate,
+    ) -> Result<Answer<Result<StockAfter, StockRefusal>>, StoreError> {
+        self.submit(|reply| Command::Stock { update, reply }).await
     }
 
     /// Rejects as `invalid` an order whose message broke a bound.
