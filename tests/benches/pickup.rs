@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use caidan_testkit::agent::{AgentOptions, AgentProc, LOAD_LIMITS};
-use common::{Result, env_usize, figure, rate, scratch, start_broker};
+use common::{Result, env_usize, figure, rate, scratch, start_broker_with};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
@@ -118,9 +118,16 @@ async fn publish_orders(port: u16, n: usize) -> Result<Vec<String>> {
     let acked = Arc::new(AtomicUsize::new(0));
     let counter = acked.clone();
     let poller = tokio::spawn(async move {
-        while let Ok(ev) = eventloop.poll().await {
-            if let Event::Incoming(Packet::PubAck(_)) = ev {
-                counter.fetch_add(1, Ordering::Relaxed);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    println!("# order system: {e}; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     });
@@ -184,26 +191,36 @@ where
 async fn run() -> Result<()> {
     let n = env_usize("ORDERS", 20_000);
     let dir = scratch("pickup")?;
-    let broker = start_broker(dir.path());
+    // An order system publishes faster than one device reserves: the broker must queue
+    // them all for the device's session (Mosquitto's default keeps 1,000), as the shipped
+    // config does (10,000).
+    let broker = start_broker_with(dir.path(), &format!("max_queued_messages {}", n + 1000));
     let data = dir.path().join("agent");
-    let opts = AgentOptions {
-        mqtt: Some(broker.url()),
-        config_extra: Some(format!("[sync]\nlinger_ms = 200\n\n{LOAD_LIMITS}")),
+    let mut opts = AgentOptions {
+        // No data bank here: the order events stay in the outbox, where their times are read;
+        // a long ack timeout keeps the uplink from resending them meanwhile.
+        config_extra: Some(format!(
+            "[sync]\nlinger_ms = 200\nack_timeout_ms = 3600000\n\n{LOAD_LIMITS}"
+        )),
         catalogue: Some(catalogue(1_000)),
         ..AgentOptions::default()
     };
-    // Idle RSS: first start imports the catalogue, a restart loads it from the store.
+    // Idle RSS as the claim path's figure was taken (no broker): first start imports the
+    // catalogue, a restart loads it from the store.
     let agent = AgentProc::start_with(&data, opts.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let first = rss_kib(agent.proc.child.id());
     drop(agent);
-    let agent = AgentProc::start_with(&data, opts);
+    let agent = AgentProc::start_with(&data, opts.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let restart = rss_kib(agent.proc.child.id());
+    drop(agent);
     println!(
         "agent RSS idle, {OFFERS} offers and {SKUS} SKUs: first start {first} KiB, restart {restart} KiB; first start / 14.1 MB = {:.2}",
         first as f64 / (14.1 * 1000.0)
     );
+    opts.mqtt = Some(broker.url());
+    let agent = AgentProc::start_with(&data, opts);
     // Wait for the orders subscription: a probe order comes back as an event.
     let port = broker.port;
     let probe_deadline = Instant::now() + Duration::from_secs(30);

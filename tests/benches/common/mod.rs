@@ -224,9 +224,18 @@ impl Uplink {
 /// Starts Mosquitto (no persistence) on a free port in `dir`. `MOSQUITTO_EXTRA` adds config
 /// lines, `;`-separated (for example `set_tcp_nodelay true`); unset means the stock config.
 pub fn start_broker(dir: &Path) -> caidan_e2e::Mosquitto {
-    let extra = std::env::var("MOSQUITTO_EXTRA")
-        .unwrap_or_default()
-        .replace(';', "\n");
+    start_broker_with(dir, "")
+}
+
+/// [`start_broker`] with `lines` of the bench's own before `MOSQUITTO_EXTRA`.
+pub fn start_broker_with(dir: &Path, lines: &str) -> caidan_e2e::Mosquitto {
+    let extra = format!(
+        "{lines}\n{}",
+        std::env::var("MOSQUITTO_EXTRA")
+            .unwrap_or_default()
+            .replace(';', "\n")
+    );
+    let extra = extra.trim().to_owned();
     let broker = caidan_e2e::Mosquitto::start(dir, &format!("allow_anonymous true\n{extra}"));
     println!(
         "# mosquitto {} on port {}, config: persistence false{}",
