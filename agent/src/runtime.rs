@@ -453,6 +453,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
                 shutdown: stop.subscribe(),
                 clock: clock.clone(),
                 inbound: Some(inbound),
+                config: None,
             };
             let handle = spawn_uplink(ucfg, links)?;
             metrics.watch_uplink(handle.watch_status());

@@ -119,6 +119,13 @@ impl PublicKey {
             .verify(message, &Signature::from_bytes(&bytes))
             .map_err(|_| KeyError::BadSignature)
     }
+
+    /// Whether the raw 64-byte `signature` is this key's over `message`.
+    pub fn verify_raw(&self, message: &[u8], signature: &[u8; 64]) -> Result<(), KeyError> {
+        self.0
+            .verify(message, &Signature::from_bytes(signature))
+            .map_err(|_| KeyError::BadSignature)
+    }
 }
 
 impl fmt::Display for PublicKey {
@@ -224,7 +231,12 @@ impl SecretKey {
 
     /// The signature over `message`, base64url.
     pub fn sign(&self, message: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.0.sign(message).to_bytes())
+        URL_SAFE_NO_PAD.encode(self.sign_raw(message))
+    }
+
+    /// The raw 64-byte signature over `message`.
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
     }
 }
 

@@ -28,6 +28,32 @@ pub fn orders(fleet: &str, device: &str) -> String {
     device_topic(fleet, device, "orders")
 }
 
+/// A device's own config layer (retained).
+pub fn device_config(fleet: &str, device: &str) -> String {
+    device_topic(fleet, device, "config")
+}
+
+/// Where a staged rollout hands one device a fleet or group layer before the whole target
+/// gets it (retained; operators only).
+pub fn rollout_config(fleet: &str, device: &str) -> String {
+    device_topic(fleet, device, "config/rollout")
+}
+
+/// A device's answers to config documents.
+pub fn config_ack(fleet: &str, device: &str) -> String {
+    device_topic(fleet, device, "config/ack")
+}
+
+/// A group's config layer (retained).
+pub fn group_config(fleet: &str, group: &str) -> String {
+    format!("{ROOT}/{fleet}/g/{group}/config")
+}
+
+/// The fleet's config layer (retained).
+pub fn fleet_config(fleet: &str) -> String {
+    format!("{ROOT}/{fleet}/config")
+}
+
 /// Extracts `(fleet, device, leaf)` from a device topic; `None` for anything else.
 pub fn parse_device_topic(topic: &str) -> Option<(&str, &str, &str)> {
     let rest = topic.strip_prefix(ROOT)?.strip_prefix('/')?;

@@ -220,6 +220,7 @@ fn uplink_last_will_marks_device_offline() {
             shutdown: stopped,
             clock: Arc::new(SystemClock::new()),
             inbound: None,
+            config: None,
         };
         spawn_uplink(cfg, links).unwrap()
     };

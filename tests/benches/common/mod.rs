@@ -196,6 +196,7 @@ impl Agent {
             shutdown: stopped,
             clock: SystemClock::shared(),
             inbound: None,
+            config: None,
         };
         let handle = spawn_uplink(ucfg, links)?;
         Ok(Uplink { handle, stop })

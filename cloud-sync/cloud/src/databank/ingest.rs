@@ -191,7 +191,7 @@ async fn handle_publish(
                     Ok(state) => Work::State {
                         fleet,
                         device,
-                        state,
+                        state: Box::new(state),
                     },
                     Err(e) => {
                         tracing::warn!(%fleet, %device, error = %e, "state message set aside");

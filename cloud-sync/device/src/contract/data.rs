@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::config::ConfigData;
 use super::event::Stage;
 use super::ids::{ClaimCode, Ident, ShopperHash};
 use super::inventory::{MAX_LINES, MAX_NOTE_CHARS, OrderData, OrderState, StockData};
@@ -205,6 +206,7 @@ pub enum EventData {
     Rejection(RejectionData),
     Order(OrderData),
     Stock(StockData),
+    Config(ConfigData),
 }
 
 /// A `data` that does not satisfy its type's bounds.
@@ -224,6 +226,7 @@ impl EventData {
             EventData::Rejection(_) => T::Rejection,
             EventData::Order(_) => T::Order,
             EventData::Stock(_) => T::Stock,
+            EventData::Config(_) => T::Config,
         }
     }
 
@@ -250,6 +253,7 @@ impl EventData {
             T::Rejection => EventData::Rejection(typed(json)?),
             T::Order => EventData::Order(typed(json)?),
             T::Stock => EventData::Stock(typed(json)?),
+            T::Config => EventData::Config(typed(json)?),
         };
         data.check()?;
         Ok(data)
@@ -301,6 +305,7 @@ impl EventData {
             EventData::Rejection(d) => d.scene,
             EventData::Order(d) => d.scene,
             EventData::Stock(d) => d.scene,
+            EventData::Config(d) => d.scene,
         }
     }
 
@@ -311,7 +316,10 @@ impl EventData {
             EventData::Claim(d) => Some(&d.shopper),
             EventData::Redemption(d) => Some(&d.shopper),
             EventData::Order(d) => d.shopper.as_ref(),
-            EventData::Impression(_) | EventData::Rejection(_) | EventData::Stock(_) => None,
+            EventData::Impression(_)
+            | EventData::Rejection(_)
+            | EventData::Stock(_)
+            | EventData::Config(_) => None,
         }
     }
 
@@ -322,7 +330,10 @@ impl EventData {
             EventData::Redemption(d) => Some(&d.offer),
             EventData::Rejection(d) => d.offer.as_ref(),
             EventData::Order(d) => d.offer.as_ref(),
-            EventData::Impression(_) | EventData::Scan(_) | EventData::Stock(_) => None,
+            EventData::Impression(_)
+            | EventData::Scan(_)
+            | EventData::Stock(_)
+            | EventData::Config(_) => None,
         }
     }
 
@@ -333,7 +344,10 @@ impl EventData {
             EventData::Redemption(d) => Some(&d.brand),
             EventData::Rejection(d) => d.brand.as_ref(),
             EventData::Order(d) => d.brand.as_ref(),
-            EventData::Impression(_) | EventData::Scan(_) | EventData::Stock(_) => None,
+            EventData::Impression(_)
+            | EventData::Scan(_)
+            | EventData::Stock(_)
+            | EventData::Config(_) => None,
         }
     }
 

@@ -30,6 +30,7 @@ pub fn data_schema(ty: EventType) -> Value {
         EventType::Rejection => of::<RejectionData>(),
         EventType::Order => of::<OrderData>(),
         EventType::Stock => of::<StockData>(),
+        EventType::Config => of::<super::ConfigData>(),
     }
 }
 
@@ -86,6 +87,33 @@ pub fn generated() -> String {
         if let Some(d) = schema.get("description").and_then(Value::as_str) {
             let _ = writeln!(out, "{d}\n");
         }
+        out.push_str(&fields_table(&schema));
+    }
+    out.push_str("\n## Config\n\n");
+    out.push_str(
+        "Published by operators, retained (QoS 1), on `caidan/v1/{fleet}/config` (the fleet \
+         layer), `caidan/v1/{fleet}/g/{group}/config` (a group's) and \
+         `caidan/v1/{fleet}/d/{device}/config` (one device's); a staged rollout hands a device \
+         a fleet or group layer on `caidan/v1/{fleet}/d/{device}/config/rollout` first. Each \
+         is a DSSE envelope (`payloadType` `application/vnd.caidan.config+json`, at most \
+         1 MiB) whose Ed25519 signatures cover the DSSE pre-authentication encoding of the \
+         payload; docs/fleet.md lists the settings a layer may hold.\n\n",
+    );
+    for (what, schema) in [
+        (
+            "Envelope",
+            schemars::schema_for!(super::Envelope).to_value(),
+        ),
+        (
+            "Document (the payload)",
+            schemars::schema_for!(super::ConfigDocument).to_value(),
+        ),
+        (
+            "Answer, on `.../d/{device}/config/ack` (QoS 1)",
+            schemars::schema_for!(super::ConfigAck).to_value(),
+        ),
+    ] {
+        let _ = write!(out, "\n### {what}\n\n");
         out.push_str(&fields_table(&schema));
     }
     out

@@ -28,6 +28,7 @@ pub enum EventType {
     Rejection,
     Order,
     Stock,
+    Config,
 }
 
 /// The AIPL stage a fact counts toward.
@@ -50,7 +51,7 @@ impl Stage {
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::Impression,
         EventType::Scan,
         EventType::Claim,
@@ -58,6 +59,7 @@ impl EventType {
         EventType::Rejection,
         EventType::Order,
         EventType::Stock,
+        EventType::Config,
     ];
 
     /// The `type` attribute. The only place these names are written.
@@ -70,6 +72,7 @@ impl EventType {
             EventType::Rejection => "com.caidan.rejection",
             EventType::Order => "com.caidan.order",
             EventType::Stock => "com.caidan.stock",
+            EventType::Config => "com.caidan.config",
         }
     }
 
@@ -85,7 +88,7 @@ impl EventType {
             EventType::Impression => Some(Stage::Awareness),
             EventType::Scan | EventType::Claim => Some(Stage::Interest),
             EventType::Redemption => Some(Stage::Purchase),
-            EventType::Rejection | EventType::Order | EventType::Stock => None,
+            EventType::Rejection | EventType::Order | EventType::Stock | EventType::Config => None,
         }
     }
 

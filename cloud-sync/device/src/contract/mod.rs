@@ -7,6 +7,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod config;
 pub mod data;
 pub mod docs;
 pub mod event;
@@ -17,6 +18,10 @@ pub mod state;
 pub use ack::{Ack, AckError, ack_message};
 pub use batch::{BatchError, DEFAULT_MAX_BATCH_BYTES, Limits, Received, parse_batch};
 pub use caidan_profiles::Scene;
+pub use config::{
+    ConfigAck, ConfigData, ConfigDocument, ConfigReport, ConfigStatus, Envelope, Layer, LayerId,
+    RejectCode, Rejection,
+};
 pub use data::{
     ClaimData, DataError, EventData, ImpressionData, OfferKind, RedemptionData, RejectionData,
     RejectionReason, ScanData,

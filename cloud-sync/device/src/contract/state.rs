@@ -72,6 +72,19 @@ pub struct StateMessage {
     /// Where the touchpoint stands, when its config says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The groups the device is in (config layers between fleet and device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub groups: Vec<Name>,
+    /// The touchpoint's scene.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<Name>,
+    /// Config versions applied per layer, and the last document refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<super::ConfigReport>,
+    /// Device time when this state was published (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// How full a device's store is.
@@ -163,6 +176,10 @@ mod tests {
             storage: None,
             stock: None,
             location: None,
+            groups: vec![],
+            scene: None,
+            config: None,
+            at: None,
         };
         assert_eq!(
             String::from_utf8(s.to_json()).unwrap(),

@@ -101,6 +101,10 @@ pub struct UplinkConfig {
     pub config_version: Option<u64>,
     /// Where the touchpoint stands, reported in the state message.
     pub location: Option<Location>,
+    /// The device's groups: their config topics are subscribed, and they are reported.
+    pub groups: Vec<Name>,
+    /// The touchpoint's scene, reported in the state message.
+    pub scene: Option<Name>,
 }
 
 impl UplinkConfig {
@@ -125,6 +129,8 @@ impl UplinkConfig {
             profile,
             config_version: None,
             location: None,
+            groups: Vec::new(),
+            scene: None,
         }
     }
 

@@ -15,13 +15,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tracing::{debug, info, warn};
 
-use super::inbound::Inbound;
+use super::inbound::{ConfigIn, Inbound};
 use super::state::{AckOutcome, Action, BatchSend, UplinkCore};
 use super::{
-    OutboxRecord, OutboxSource, ShopperSignal, UplinkConfig, UplinkError, UplinkLinks, UplinkStatus,
+    ControlsRx, OutboxRecord, OutboxSource, ShopperSignal, UplinkConfig, UplinkError, UplinkLinks,
+    UplinkStatus,
 };
 use crate::clock::Clock;
-use crate::contract::{Ack, OrderMessage, StateMessage};
+use crate::contract::{Ack, ConfigAck, ConfigReport, Envelope, OrderMessage, StateMessage};
 use crate::topics;
 
 /// Largest message the uplink takes off the wire. Anything on its topics above the (1 KiB)
@@ -62,6 +63,14 @@ struct Driver<S: OutboxSource> {
     orders_topic: String,
     /// Where orders go, if the agent takes them.
     inbound: Option<mpsc::Sender<Inbound>>,
+    /// The fleet's, each group's, the device's and the rollout's config topics.
+    config_topics: Vec<String>,
+    config_ack_topic: String,
+    /// Where config documents go, if the agent takes them.
+    config: Option<mpsc::Sender<ConfigIn>>,
+    /// Config answers waiting for a connection.
+    config_acks: VecDeque<ConfigAck>,
+    report: Option<ConfigReport>,
     /// Orders handed to the agent and not yet dealt with, in the order they came: the
     /// broker's delivery of each is acknowledged when it is.
     unacked: VecDeque<(Publish, oneshot::Receiver<()>)>,
@@ -86,9 +95,15 @@ pub(super) async fn run<S: OutboxSource>(
     cfg: UplinkConfig,
     mut opts: MqttOptions,
     links: UplinkLinks<S>,
-    mut config_version: watch::Receiver<Option<u64>>,
+    controls: ControlsRx,
     status_tx: watch::Sender<UplinkStatus>,
 ) -> Result<(), UplinkError> {
+    let ControlsRx {
+        mut config_version,
+        mut report,
+        mut policy,
+        config_acks: mut config_acks_rx,
+    } = controls;
     let UplinkLinks {
         source,
         wake,
@@ -96,6 +111,7 @@ pub(super) async fn run<S: OutboxSource>(
         mut shutdown,
         clock,
         inbound,
+        config,
     } = links;
     let epoch = {
         let source = source.clone();
@@ -111,6 +127,10 @@ pub(super) async fn run<S: OutboxSource>(
         storage: None,
         stock: None,
         location: cfg.location,
+        groups: cfg.groups.clone(),
+        scene: cfg.scene.clone(),
+        config: None,
+        at: None,
     };
     opts.set_last_will(LastWill::new(
         state_topic.clone(),
@@ -119,7 +139,7 @@ pub(super) async fn run<S: OutboxSource>(
         true,
     ));
     // A persistent session: orders published while the device is offline wait at the broker.
-    opts.set_clean_session(inbound.is_none());
+    opts.set_clean_session(inbound.is_none() && config.is_none());
     opts.set_manual_acks(true);
     opts.set_max_packet_size(
         MAX_INCOMING_BYTES,
@@ -137,6 +157,11 @@ pub(super) async fn run<S: OutboxSource>(
         state_topic,
         orders_topic: topics::orders(&cfg.fleet, &cfg.device),
         inbound,
+        config_topics: config_topics(&cfg),
+        config_ack_topic: topics::config_ack(&cfg.fleet, &cfg.device),
+        config,
+        config_acks: VecDeque::new(),
+        report: None,
         unacked: VecDeque::new(),
         backlog: VecDeque::new(),
         orders_received: 0,
@@ -195,6 +220,17 @@ pub(super) async fn run<S: OutboxSource>(
                 d.cfg.config_version = *config_version.borrow_and_update();
                 d.core.request_state(d.clock.monotonic());
             },
+            r = report.changed() => if r.is_ok() {
+                d.report = report.borrow_and_update().clone();
+                d.core.request_state(d.clock.monotonic());
+            },
+            r = policy.changed() => if r.is_ok()
+                && let Some(core) = policy.borrow_and_update().clone()
+            {
+                info!(device = %d.cfg.device, "sync policy changed by config");
+                d.core.set_config(core);
+            },
+            Some(ack) = config_acks_rx.recv() => d.queue_config_ack(ack),
             _ = sleep(wait), if wait.is_some() => {}
         }
     }
@@ -221,6 +257,20 @@ async fn front(unacked: &mut VecDeque<(Publish, oneshot::Receiver<()>)>) -> Resu
         Some((_, done)) => done.await.map_err(|_| ()),
         None => std::future::pending().await,
     }
+}
+
+/// The config topics a device listens on, lowest layer first.
+fn config_topics(cfg: &UplinkConfig) -> Vec<String> {
+    let (fleet, device) = (cfg.fleet.as_str(), cfg.device.as_str());
+    let mut topics = vec![topics::fleet_config(fleet)];
+    topics.extend(
+        cfg.groups
+            .iter()
+            .map(|g| topics::group_config(fleet, g.as_str())),
+    );
+    topics.push(topics::device_config(fleet, device));
+    topics.push(topics::rollout_config(fleet, device));
+    topics
 }
 
 async fn sleep(wait: Option<Duration>) {
@@ -295,6 +345,36 @@ impl<S: OutboxSource> Driver<S> {
             storage: self.source.storage(),
             stock: None,
             location: self.cfg.location,
+            groups: self.cfg.groups.clone(),
+            scene: self.cfg.scene.clone(),
+            config: self.report.clone(),
+            at: jiff::Timestamp::from_millisecond(self.clock.now_ms()).ok(),
+        }
+    }
+
+    /// Keeps a config answer and sends what is kept when connected.
+    fn queue_config_ack(&mut self, ack: ConfigAck) {
+        if self.config_acks.len() >= super::CONFIG_ACKS {
+            self.config_acks.pop_front();
+        }
+        self.config_acks.push_back(ack);
+        self.send_config_acks();
+    }
+
+    fn send_config_acks(&mut self) {
+        if !self.core.status().connected {
+            return;
+        }
+        while let Some(ack) = self.config_acks.front() {
+            let payload = ack.to_json();
+            if self
+                .client
+                .try_publish(&self.config_ack_topic, QoS::AtLeastOnce, false, payload)
+                .is_err()
+            {
+                break;
+            }
+            self.config_acks.pop_front();
         }
     }
 
@@ -365,12 +445,16 @@ impl<S: OutboxSource> Driver<S> {
                 if self.inbound.is_some() {
                     topics.push(self.orders_topic.clone());
                 }
+                if self.config.is_some() {
+                    topics.extend(self.config_topics.iter().cloned());
+                }
                 for topic in topics {
                     if let Err(e) = self.client.try_subscribe(&topic, QoS::AtLeastOnce) {
                         warn!(device = %self.cfg.device, %topic, error = %e, "subscription not queued");
                     }
                 }
                 self.core.handle_connected(now);
+                self.send_config_acks();
             }
             Ok(Event::Incoming(Packet::SubAck(ack)))
                 if ack
@@ -389,6 +473,9 @@ impl<S: OutboxSource> Driver<S> {
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.orders_topic => {
                 self.on_order(p)
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if self.config_topics.contains(&p.topic) => {
+                self.on_config(p)
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 warn!(device = %self.cfg.device, topic = %crate::contract::ids::shown(&p.topic), "message on a topic not subscribed to, dropped");
@@ -446,6 +533,28 @@ impl<S: OutboxSource> Driver<S> {
                 warn!(device = %self.cfg.device, "the agent stopped taking orders; reconnecting so they are delivered again");
                 self.reconnect_for_redelivery();
             }
+        }
+    }
+
+    /// Hands a config document to the agent. Its delivery is acknowledged in turn at once:
+    /// it is retained, so the broker sends it again on every connection. An empty payload
+    /// (an operator clearing the topic) is not a document.
+    fn on_config(&mut self, p: Publish) {
+        let (done, rx) = oneshot::channel();
+        let _ = done.send(());
+        let sender = self.config.clone();
+        self.unacked.push_back((p.clone(), rx));
+        let Some(sender) = sender else { return };
+        if p.payload.is_empty() {
+            debug!(device = %self.cfg.device, topic = %p.topic, "config topic cleared");
+            return;
+        }
+        let msg = ConfigIn {
+            topic: p.topic.clone(),
+            envelope: Envelope::parse(&p.payload),
+        };
+        if sender.try_send(msg).is_err() {
+            warn!(device = %self.cfg.device, topic = %p.topic, "config document dropped (agent busy); it is read again on the next connection");
         }
     }
 

@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::contract::StorageReport;
+use crate::contract::{ConfigAck, ConfigReport, StorageReport};
 
-pub use config::{MAX_BATCH_BYTES, UplinkConfig, UplinkError};
-pub use inbound::{INBOUND_QUEUE, Inbound};
+pub use config::{CoreConfig, MAX_BATCH_BYTES, UplinkConfig, UplinkError};
+pub use inbound::{CONFIG_QUEUE, ConfigIn, INBOUND_QUEUE, Inbound};
 
 /// One outbox record as stored by the agent: the complete CloudEvents JSON object text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +96,28 @@ pub struct UplinkStatus {
 pub struct UplinkHandle {
     task: JoinHandle<Result<(), UplinkError>>,
     status: watch::Receiver<UplinkStatus>,
-    config_version: watch::Sender<Option<u64>>,
+    controls: Controls,
 }
+
+/// What the agent changes in a running uplink.
+#[derive(Debug)]
+struct Controls {
+    config_version: watch::Sender<Option<u64>>,
+    report: watch::Sender<Option<ConfigReport>>,
+    policy: watch::Sender<Option<config::CoreConfig>>,
+    config_acks: mpsc::Sender<ConfigAck>,
+}
+
+/// The driver's ends of [`Controls`].
+pub(crate) struct ControlsRx {
+    pub config_version: watch::Receiver<Option<u64>>,
+    pub report: watch::Receiver<Option<ConfigReport>>,
+    pub policy: watch::Receiver<Option<config::CoreConfig>>,
+    pub config_acks: mpsc::Receiver<ConfigAck>,
+}
+
+/// Config answers kept while the uplink cannot send them.
+const CONFIG_ACKS: usize = 32;
 
 impl UplinkHandle {
     /// The latest status.
@@ -112,7 +132,31 @@ impl UplinkHandle {
 
     /// Reports a newly applied config version in the state message (republished at once).
     pub fn set_config_version(&self, version: Option<u64>) {
-        self.config_version.send_replace(version);
+        self.controls.config_version.send_replace(version);
+    }
+
+    /// Reports the config layers applied and the last refusal (republished at once);
+    /// `config_version` becomes the highest layer version.
+    pub fn set_config_report(&self, report: ConfigReport) {
+        let highest = [report.fleet, report.device]
+            .into_iter()
+            .flatten()
+            .chain(report.groups.values().copied())
+            .max();
+        self.controls.config_version.send_replace(highest);
+        self.controls.report.send_replace(Some(report));
+    }
+
+    /// New batching and timing knobs, taken at once (a config push).
+    pub fn set_policy(&self, core: CoreConfig) {
+        self.controls.policy.send_replace(Some(core));
+    }
+
+    /// Publishes a config answer on `.../config/ack`, now or once connected.
+    pub fn send_config_ack(&self, ack: ConfigAck) {
+        if self.controls.config_acks.try_send(ack).is_err() {
+            tracing::warn!("config answer not queued; the state message still reports it");
+        }
     }
 
     /// Waits for the task to end (after the shutdown signal).
@@ -135,6 +179,8 @@ pub struct UplinkLinks<S> {
     pub clock: Arc<dyn Clock>,
     /// Where orders from the cloud go; with `None` the device does not subscribe to them.
     pub inbound: Option<mpsc::Sender<Inbound>>,
+    /// Where config documents go; with `None` the device does not subscribe to them.
+    pub config: Option<mpsc::Sender<ConfigIn>>,
 }
 
 /// Starts the uplink on the current tokio runtime. Fails only on an invalid config.
@@ -145,10 +191,24 @@ pub fn spawn_uplink<S: OutboxSource>(
     let opts = cfg.validate()?;
     let (status_tx, status) = watch::channel(UplinkStatus::default());
     let (config_version, version_rx) = watch::channel(cfg.config_version);
-    let task = tokio::spawn(driver::run(cfg, opts, links, version_rx, status_tx));
+    let (report, report_rx) = watch::channel(None);
+    let (policy, policy_rx) = watch::channel(None);
+    let (config_acks, acks_rx) = mpsc::channel(CONFIG_ACKS);
+    let rx = ControlsRx {
+        config_version: version_rx,
+        report: report_rx,
+        policy: policy_rx,
+        config_acks: acks_rx,
+    };
+    let task = tokio::spawn(driver::run(cfg, opts, links, rx, status_tx));
     Ok(UplinkHandle {
         task,
         status,
-        config_version,
+        controls: Controls {
+            config_version,
+            report,
+            policy,
+            config_acks,
+        },
     })
 }

@@ -78,6 +78,14 @@ pub struct UplinkCore {
 
 impl UplinkCore {
     /// A core that will start by reading the outbox from its lowest record.
+    /// Takes new batching and timing knobs (a config push); the backoff seed stays.
+    pub fn set_config(&mut self, mut cfg: CoreConfig) {
+        cfg.batch_max_events = cfg.batch_max_events.max(1);
+        cfg.max_in_flight = cfg.max_in_flight.max(1);
+        cfg.backoff_seed = self.cfg.backoff_seed;
+        self.cfg = cfg;
+    }
+
     pub fn new(mut cfg: CoreConfig, epoch: Uuid, now: Instant) -> Self {
         cfg.batch_max_events = cfg.batch_max_events.max(1);
         cfg.max_in_flight = cfg.max_in_flight.max(1);

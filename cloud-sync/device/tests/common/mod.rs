@@ -352,6 +352,7 @@ impl Running {
             shutdown: stopped,
             clock,
             inbound: None,
+            config: None,
         };
         let handle = spawn_uplink(cfg, links).unwrap();
         Running {

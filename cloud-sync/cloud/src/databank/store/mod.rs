@@ -84,7 +84,7 @@ pub enum Work {
     State {
         fleet: Name,
         device: Name,
-        state: StateMessage,
+        state: Box<StateMessage>,
     },
     /// A message that cannot be stored or acknowledged, kept with its reason.
     DeadLetter(DeadLetter),
