@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use caidan_sync::clock::Clock;
 use caidan_sync::contract::{Ident, Location, Name};
-use caidan_sync::tls::{TlsFiles, client_config};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -29,12 +28,8 @@ const LIMIT: usize = 5;
 
 /// Why the lookup client could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ElsewhereError {
-    #[error("elsewhere TLS: {0}")]
-    Tls(#[from] caidan_sync::tls::TlsError),
-    #[error("elsewhere HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-}
+#[error("elsewhere {0}")]
+pub struct ElsewhereError(#[from] crate::https::HttpsError);
 
 /// A touchpoint nearby that has the SKU, as the data bank reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,20 +90,13 @@ impl Elsewhere {
         here: Location,
         clock: Arc<dyn Clock>,
     ) -> Result<Elsewhere, ElsewhereError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("caidan-agent/", env!("CARGO_PKG_VERSION")));
-        if cfg.url.starts_with("https://") {
-            let tls = client_config(&TlsFiles {
-                ca: cfg.ca.clone(),
-                ..TlsFiles::default()
-            })?;
-            builder = builder.use_preconfigured_tls(tls).https_only(true);
-        }
+        let client = crate::https::client(
+            &cfg.url,
+            cfg.ca.clone(),
+            Duration::from_millis(cfg.timeout_ms),
+        )?;
         Ok(Elsewhere {
-            client: builder.build()?,
+            client,
             base: cfg.url.trim_end_matches('/').to_owned(),
             fleet,
             device,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::contract::{Name, StorageReport};
 use caidan_sync::tls::TlsFiles;
-use caidan_sync::uplink::{OutboxRecord, OutboxSource, UplinkConfig};
+use caidan_sync::uplink::{CoreConfig, OutboxRecord, OutboxSource, UplinkConfig};
 use uuid::Uuid;
 
 use crate::config::AgentConfig;
@@ -74,7 +74,6 @@ impl OutboxSource for StoreOutbox {
 /// Uplink settings for this device: identity from config, batching from the profile.
 pub fn uplink_config(cfg: &AgentConfig, broker: BrokerUrl, tls: TlsFiles) -> UplinkConfig {
     let profile = cfg.profile();
-    let sync = &profile.sync;
     let profile_name =
         Name::new(profile.name.as_str()).expect("bundled profile names are lowercase names");
     let mut u = UplinkConfig::new(
@@ -86,7 +85,18 @@ pub fn uplink_config(cfg: &AgentConfig, broker: BrokerUrl, tls: TlsFiles) -> Upl
     );
     u.tls = tls;
     u.location = cfg.device.location;
-    let c = &mut u.core;
+    u.groups = cfg.device.groups.clone();
+    u.scene = Name::new(cfg.device.scene.as_str()).ok();
+    let seed = u.core.backoff_seed;
+    u.core = core_config(cfg);
+    u.core.backoff_seed = seed;
+    u
+}
+
+/// The uplink's batching and timing: the profile's sync policy with the config's overrides.
+pub fn core_config(cfg: &AgentConfig) -> CoreConfig {
+    let sync = &cfg.profile().sync;
+    let mut c = CoreConfig::new(100, 64 * 1024, 8);
     c.batch_max_events = sync.batch_max_events as usize;
     c.batch_max_bytes = sync.batch_max_bytes as usize;
     c.linger = sync.linger();
@@ -111,5 +121,5 @@ pub fn uplink_config(cfg: &AgentConfig, broker: BrokerUrl, tls: TlsFiles) -> Upl
         c.max_backoff = Duration::from_millis(ms);
         c.initial_backoff = c.initial_backoff.min(c.max_backoff);
     }
-    u
+    c
 }

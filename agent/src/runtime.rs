@@ -12,14 +12,14 @@ use tokio::sync::{Notify, watch};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::Clock;
 use caidan_sync::tls::TlsFiles;
-use caidan_sync::uplink::{INBOUND_QUEUE, UplinkHandle, UplinkLinks, spawn_uplink};
+use caidan_sync::uplink::{CONFIG_QUEUE, INBOUND_QUEUE, UplinkHandle, UplinkLinks, spawn_uplink};
 
 use crate::catalogue::{Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
-use crate::config::{AgentConfig, StaffTokens};
-use crate::directory::Directory;
+use crate::config::AgentConfig;
 use crate::elsewhere::{Elsewhere, ElsewhereError};
 use crate::engine::Touchpoint;
+use crate::fleet;
 use crate::http::serve::{self, ServeLimits};
 use crate::http::{self, AppState, Impressions, Metrics, StaffSessions, WrongCodes};
 use crate::inventory::dispenser::{Dispenser, SimulatedDispenser};
@@ -321,7 +321,13 @@ impl Running {
 
 /// Starts the agent; returns once it is listening.
 pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, AgentError> {
-    let cfg = &opts.config;
+    let base = &opts.config;
+    // Config layers applied before a reboot run again, with no network needed.
+    let stored = fleet::apply::load(&store_path(&opts.data_dir), base);
+    let me = fleet::apply::me(base);
+    let fleet_catalogue = fleet::settings::catalogue_part(&stored.layers.merged(&me)).is_some();
+    let running_cfg = fleet::apply::effective(base, &stored, &me);
+    let cfg = &running_cfg;
     let wake = Arc::new(Notify::new());
     let dispenser = dispenser(cfg);
     let (writer, writer_thread) = open_writer(
@@ -331,7 +337,14 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         wake.clone(),
         dispenser.clone(),
     )?;
-    if let Some(file) = &opts.catalogue {
+    if let Some(file) = opts.catalogue.as_ref().filter(|_| {
+        if fleet_catalogue {
+            tracing::info!(
+                "the fleet config provides the catalogue; the local catalogue file is not imported"
+            );
+        }
+        !fleet_catalogue
+    }) {
         let version = file.version()?;
         let stored = writer.catalogue_version();
         let offers_stored = crate::store::Reader::open(&store_path(&opts.data_dir))?
@@ -376,7 +389,9 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         tokens: tokens.clone(),
         shoppers: ShopperHasher::new(cfg.secrets.fleet_secret.clone()),
         claims: ClaimSigner::from_seed(&cfg.secrets.claim_key),
-        staff: Arc::new(StaffTokens::new(&cfg.staff)),
+        live: Arc::new(std::sync::RwLock::new(Arc::new(fleet::apply::Live::of(
+            cfg,
+        )))),
         clock: clock.clone(),
         metrics: metrics.clone(),
         impressions: impressions.clone(),
@@ -388,7 +403,6 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         reader: Arc::new(crate::store::Reader::open(&store_path(&opts.data_dir))?),
         pickups: PickupHasher::new(cfg.secrets.fleet_secret.clone()),
         dispenser: dispenser.clone(),
-        directory: Arc::new(Directory::new(&cfg.stores).unwrap_or_default()),
         location: cfg.device.location,
         tz: cfg.timezone(),
         elsewhere: elsewhere(cfg, clock.clone())?,
@@ -446,6 +460,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
                 PickupHasher::new(cfg.secrets.fleet_secret.clone()),
                 metrics.clone(),
             ));
+            let (config_tx, config_rx) = tokio::sync::mpsc::channel(CONFIG_QUEUE);
             let links = UplinkLinks {
                 source: Arc::new(outbox),
                 wake: wake.clone(),
@@ -453,9 +468,17 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
                 shutdown: stop.subscribe(),
                 clock: clock.clone(),
                 inbound: Some(inbound),
-                config: None,
+                config: Some(config_tx),
             };
             let handle = spawn_uplink(ucfg, links)?;
+            let targets = fleet::apply::Targets {
+                writer: writer.clone(),
+                live: state.live.clone(),
+                tokens: tokens.clone(),
+                uplink: handle.controls(),
+            };
+            let runner = fleet::apply::Runner::new(base.clone(), cfg.clone(), stored, targets);
+            tokio::spawn(runner.run(config_rx));
             metrics.watch_uplink(handle.watch_status());
             Some(handle)
         }

@@ -5,6 +5,9 @@
 //! The device id is carried in clear so a token from another screen is told apart from a
 //! forgery. A token is accepted in its own window and the one after it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -49,14 +52,15 @@ impl TokenError {
 pub struct TokenSigner {
     device: String,
     secret: HmacKey,
-    rotation_secs: u32,
+    /// Shared by clones, so a config push changes it for every route at once.
+    rotation_secs: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSigner")
             .field("device", &self.device)
-            .field("rotation_secs", &self.rotation_secs)
+            .field("rotation_secs", &self.rotation_secs())
             .finish_non_exhaustive()
     }
 }
@@ -67,24 +71,30 @@ impl TokenSigner {
         Self {
             device: device.into(),
             secret,
-            rotation_secs: rotation_secs.max(1),
+            rotation_secs: Arc::new(AtomicU32::new(rotation_secs.max(1))),
         }
     }
 
     pub fn rotation_secs(&self) -> u32 {
-        self.rotation_secs
+        self.rotation_secs.load(Ordering::Relaxed).max(1)
+    }
+
+    /// A new rotation period from config (at least 1 second); tokens of the old period stop
+    /// verifying, and the screen shows a new one at its next refresh.
+    pub fn set_rotation_secs(&self, secs: u32) {
+        self.rotation_secs.store(secs.max(1), Ordering::Relaxed);
     }
 
     /// The window a wall-clock instant falls in.
     pub fn window_at(&self, now_ms: i64) -> i64 {
         now_ms
             .div_euclid(1000)
-            .div_euclid(i64::from(self.rotation_secs))
+            .div_euclid(i64::from(self.rotation_secs()))
     }
 
     /// Milliseconds until the token issued at `now_ms` is replaced on screen.
     pub fn ms_until_rotation(&self, now_ms: i64) -> i64 {
-        let period = i64::from(self.rotation_secs) * 1000;
+        let period = i64::from(self.rotation_secs()) * 1000;
         period - now_ms.rem_euclid(period)
     }
 

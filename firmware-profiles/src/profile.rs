@@ -31,6 +31,27 @@ pub struct Profile {
     pub link: Link,
     pub sync: SyncPolicy,
     pub limits: Limits,
+    /// How fast this screen can show a new QR token.
+    #[serde(default)]
+    pub qr: QrRange,
+}
+
+/// The QR rotation periods a screen can show, in seconds (an e-paper panel cannot
+/// redraw every few seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrRange {
+    pub min_rotation_secs: u32,
+    pub max_rotation_secs: u32,
+}
+
+impl Default for QrRange {
+    fn default() -> Self {
+        QrRange {
+            min_rotation_secs: 1,
+            max_rotation_secs: 3600,
+        }
+    }
 }
 
 /// What one touchpoint serves at most, so that one client cannot take it all.
@@ -290,6 +311,11 @@ impl Profile {
     /// Whether this class has `input`.
     pub fn has_input(&self, input: Input) -> bool {
         self.inputs.kinds.contains(&input)
+    }
+
+    /// The QR rotation periods this screen can show, in seconds, inclusive.
+    pub fn qr_rotation_range(&self) -> (u32, u32) {
+        (self.qr.min_rotation_secs, self.qr.max_rotation_secs)
     }
 
     /// The storage budget in bytes; the outbox must stay under it.

@@ -47,6 +47,7 @@ pub(crate) fn validate(
     c.budgets(profile)?;
     c.link(profile)?;
     c.sync(profile)?;
+    c.qr(profile)?;
     c.limits(profile)
 }
 
@@ -56,6 +57,17 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    fn qr(&self, p: &Profile) -> Result<(), ProfileError> {
+        let (lo, hi) = p.qr_rotation_range();
+        if lo == 0 || lo > hi || hi > 3600 {
+            return Err(self.bad(
+                "qr",
+                format!("rotation range must be 1 <= min <= max <= 3600, got {lo}..={hi}"),
+            ));
+        }
+        Ok(())
+    }
+
     fn bad(&self, field: &str, reason: String) -> ProfileError {
         ProfileError::Invalid {
             file: self.file.to_owned(),

@@ -58,6 +58,15 @@ pub struct AgentConfig {
     pub stores: Vec<StoreEntry>,
     /// Where the device asks which touchpoints nearby have a SKU it lacks.
     pub elsewhere: Option<ElsewhereConfig>,
+    /// Fetching what config documents reference.
+    #[serde(default)]
+    pub fleet: FleetFetchConfig,
+    /// Switches for what this touchpoint offers.
+    #[serde(default)]
+    pub features: crate::fleet::Features,
+    /// A short brand line for the screen, in Chinese and English.
+    #[serde(default)]
+    pub brand_line: Option<crate::catalogue::Text>,
     /// The bundled profile `device.profile` names, resolved when the config is loaded.
     #[serde(skip)]
     resolved: Option<Profile>,
@@ -71,6 +80,29 @@ pub struct TrustConfig {
     /// Data bank keys: the outbox is trimmed only on acknowledgements they signed.
     #[serde(default)]
     pub databank: TrustedKeys,
+    /// Operator keys: config documents are applied only when one of them signed. A fleet
+    /// layer signed by one of them may name the next set.
+    #[serde(default)]
+    pub config: TrustedKeys,
+}
+
+/// How catalogues referenced by config documents are fetched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetFetchConfig {
+    /// CA certificate (PEM) the file server's certificate must chain to; none uses the
+    /// bundled web roots.
+    pub ca: Option<PathBuf>,
+    pub fetch_timeout_ms: u64,
+}
+
+impl Default for FleetFetchConfig {
+    fn default() -> Self {
+        FleetFetchConfig {
+            ca: None,
+            fetch_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// Sync policy fields an operator may set for one device; unset ones come from the profile.
@@ -281,6 +313,32 @@ impl AgentConfig {
         Ok(cfg)
     }
 
+    /// This config with the fleet layers' merged settings over it, checked whole as a
+    /// config file is.
+    pub fn overlay(&self, s: &crate::fleet::Settings) -> Result<AgentConfig, ConfigError> {
+        let mut c = self.clone();
+        if let Some(q) = s.qr {
+            c.qr.rotation_secs = q.rotation_secs;
+        }
+        if let Some(sync) = &s.sync {
+            c.sync = sync.clone();
+        }
+        if let Some(staff) = &s.staff {
+            c.staff.tokens = staff.tokens.clone();
+        }
+        if let Some(stores) = &s.stores {
+            c.stores = stores.clone();
+        }
+        if let Some(f) = s.features {
+            c.features = f;
+        }
+        if let Some(b) = &s.brand_line {
+            c.brand_line = Some(b.clone());
+        }
+        c.resolved = Some(c.validate("fleet config")?);
+        Ok(c)
+    }
+
     /// Checks every field; returns the resolved profile.
     fn validate(&self, file: &str) -> Result<Profile, ConfigError> {
         let bad = |field: &'static str, reason: String| ConfigError::Invalid {
@@ -356,10 +414,30 @@ impl AgentConfig {
                 format!("must be 1..=4096, got {}", self.store.max_batch),
             ));
         }
-        if !(1..=3600).contains(&self.qr.rotation_secs) {
+        let (lo, hi) = profile.qr_rotation_range();
+        if !(lo..=hi).contains(&self.qr.rotation_secs) {
             return Err(bad(
                 "qr.rotation_secs",
-                format!("must be 1..=3600, got {}", self.qr.rotation_secs),
+                format!(
+                    "must be {lo}..={hi} on profile {}, got {}",
+                    profile.name, self.qr.rotation_secs
+                ),
+            ));
+        }
+        if self
+            .brand_line
+            .as_ref()
+            .is_some_and(|b| b.zh.chars().count() > 40 || b.en.chars().count() > 80)
+        {
+            return Err(bad(
+                "brand_line",
+                "at most 40 Chinese or 80 English characters".into(),
+            ));
+        }
+        if !(1_000..=600_000).contains(&self.fleet.fetch_timeout_ms) {
+            return Err(bad(
+                "fleet.fetch_timeout_ms",
+                "must be 1000..=600000".into(),
             ));
         }
         if !self.http.screen_listen.ip().is_loopback() && self.http.screen_token.is_none() {

@@ -97,6 +97,7 @@ pub fn staff(state: &AppState, headers: &HeaderMap) -> Result<TokenHash, ApiErro
         caidan_sync::credentials::bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()));
     if let Some(token) = bearer {
         return state
+            .live()
             .staff
             .accepts(token)
             .ok_or_else(|| refused("staff token not recognised"));
@@ -105,7 +106,7 @@ pub fn staff(state: &AppState, headers: &HeaderMap) -> Result<TokenHash, ApiErro
         Some(value) => state
             .sessions
             .verify(value, state.clock.now_ms())
-            .filter(|h| state.staff.knows(h))
+            .filter(|h| state.live().staff.knows(h))
             .ok_or_else(|| refused("the staff session has ended: sign in again at /staff")),
         None => Err(refused(
             "staff endpoints need Authorization: Bearer <staff token> or a staff console sign-in",

@@ -31,7 +31,7 @@ fn no_store(mut r: Response) -> Response {
 pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let signed_in = auth::cookie(&headers, SESSION_COOKIE)
         .and_then(|v| state.sessions.verify(v, state.clock.now_ms()))
-        .is_some_and(|h| state.staff.knows(&h));
+        .is_some_and(|h| state.live().staff.knows(&h));
     let html = if signed_in {
         pages::staff_console(&state.device)
     } else {
@@ -62,7 +62,7 @@ pub async fn login(
         return no_store((StatusCode::TOO_MANY_REQUESTS, Html(html)).into_response());
     }
     let token = form.ok().map(|Form(f)| f.token).unwrap_or_default();
-    let Some(staff) = state.staff.accepts(token.trim()) else {
+    let Some(staff) = state.live().staff.accepts(token.trim()) else {
         state.metrics.rejection("staff_unauthorized");
         auth::wrong_code(&state, who, now);
         let html = pages::staff_login(

@@ -169,6 +169,14 @@ pub async fn crack(
     headers: HeaderMap,
     body: Result<Json<EggRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    if !state.live().features.eggs {
+        state.metrics.rejection("eggs_paused");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "eggs_paused",
+            "彩蛋暂停中 · Eggs are paused at this touchpoint for now",
+        ));
+    }
     state
         .limiters
         .egg_from(client.ip())

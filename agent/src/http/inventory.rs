@@ -69,7 +69,11 @@ pub async fn one(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
         .ok_or_else(|| unknown_sku(&sku))?;
-    let elsewhere = match &state.elsewhere {
+    let elsewhere = match state
+        .elsewhere
+        .as_ref()
+        .filter(|_| state.live().features.elsewhere)
+    {
         // Only worth asking when this touchpoint cannot serve it.
         Some(e) if here.available == 0 => e.lookup(&sku).await,
         Some(_) => Nearby::Found {

@@ -24,8 +24,7 @@ use caidan_sync::credentials::TokenHash;
 use jiff::tz::TimeZone;
 
 use crate::claim::ClaimSigner;
-use crate::config::StaffTokens;
-use crate::directory::{Directory, NearestStore};
+use crate::directory::NearestStore;
 use crate::elsewhere::Elsewhere;
 use crate::inventory::dispenser::Dispenser;
 use crate::limits::Limiters;
@@ -51,7 +50,8 @@ pub struct AppState {
     pub tokens: TokenSigner,
     pub shoppers: ShopperHasher,
     pub claims: ClaimSigner,
-    pub staff: Arc<StaffTokens>,
+    /// Staff tokens, store directory, feature switches and brand line, as config sets them.
+    pub live: crate::fleet::apply::LiveCell,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub impressions: Arc<Impressions>,
@@ -66,7 +66,6 @@ pub struct AppState {
     pub pickups: PickupHasher,
     /// The vending machine's dispenser, on profiles that have one.
     pub dispenser: Option<Arc<dyn Dispenser>>,
-    pub directory: Arc<Directory>,
     pub location: Option<Location>,
     pub tz: TimeZone,
     pub elsewhere: Option<Arc<Elsewhere>>,
@@ -79,7 +78,12 @@ impl AppState {
         let now = jiff::Timestamp::from_millisecond(self.clock.now_ms())
             .ok()?
             .to_zoned(self.tz.clone());
-        self.directory.nearest(brand, here, &now)
+        self.live().directory.nearest(brand, here, &now)
+    }
+
+    /// The settings config may change while the agent runs.
+    pub fn live(&self) -> Arc<crate::fleet::apply::Live> {
+        crate::fleet::apply::live(&self.live)
     }
 }
 

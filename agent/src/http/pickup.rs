@@ -132,6 +132,13 @@ pub async fn vending_pickup(
             "this touchpoint has no dispenser: pick up at the counter",
         ));
     };
+    if !state.live().features.keypad {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keypad_off",
+            "键盘取货暂停 · The keypad is switched off here: pick up at the counter",
+        ));
+    }
     if let Err(crate::limits::RetryAfter(wait)) = state.limiters.scan_from(client.ip()) {
         state.metrics.rejection("keypad_per_client");
         return Err(ApiError::too_many(

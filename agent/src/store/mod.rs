@@ -3,6 +3,7 @@
 
 pub mod budget;
 mod ops;
+pub use ops::{ConfigApply, META_CATALOGUE, META_REJECTION, META_TRUST};
 pub mod read;
 pub mod schema;
 mod state;

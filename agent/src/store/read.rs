@@ -193,6 +193,34 @@ impl Reader {
         })
     }
 
+    /// The config layers applied, as stored: `(layer, target, version, digest, document)`.
+    pub fn config_layers(&self) -> Result<Vec<StoredLayer>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT layer, target, version, digest, document FROM config_layers",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StoredLayer {
+                    layer: r.get(0)?,
+                    target: r.get(1)?,
+                    version: r.get::<_, i64>(2)? as u64,
+                    digest: r.get(3)?,
+                    document: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// A meta value, when set.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
     /// Row counts of the main tables, for tests and `outbox stats`.
     pub fn count(&self, table: Table) -> Result<i64, StoreError> {
         self.with(|c| {
@@ -244,4 +272,15 @@ impl Table {
             Table::Holds => "holds",
         }
     }
+}
+
+/// One applied config layer as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLayer {
+    pub layer: String,
+    pub target: String,
+    pub version: u64,
+    pub digest: String,
+    /// The signed payload (JSON).
+    pub document: String,
 }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// Schema version this build writes. Bump it and append to [`MIGRATIONS`] to change tables.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +71,16 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX holds_open_code ON holds (code_hash) WHERE state IN ('reserved', 'dispensing');
      CREATE INDEX holds_open ON holds (state, expires_ms);
      CREATE INDEX holds_closed ON holds (closed_ms) WHERE closed_ms IS NOT NULL;",
+    // 3: fleet config layers as applied (the signed payload, verified before it was stored).
+    "CREATE TABLE config_layers (
+        layer TEXT NOT NULL,
+        target TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        document TEXT NOT NULL,
+        applied_ms INTEGER NOT NULL,
+        PRIMARY KEY (layer, target)
+     ) WITHOUT ROWID;",
 ];
 
 /// How a connection will be used.

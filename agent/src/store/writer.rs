@@ -64,6 +64,16 @@ enum Command {
         catalogue: Box<Catalogue>,
         reply: Reply<ImportSummary>,
     },
+    ApplyConfig {
+        plan: Box<ops::ConfigApply>,
+        /// Claims per QR window from the new config, when it changes.
+        claims_per_window: Option<u32>,
+        reply: Reply<()>,
+    },
+    RejectConfig {
+        answer: Box<caidan_sync::contract::ConfigAck>,
+        reply: Reply<()>,
+    },
     Trim {
         through: i64,
         reply: Reply<u64>,
@@ -296,6 +306,32 @@ impl WriterHandle {
             catalogue: Box::new(catalogue),
             reply,
         })
+    }
+
+    /// Applies one verified config layer and all it changes in one transaction.
+    pub async fn apply_config(
+        &self,
+        plan: ops::ConfigApply,
+        claims_per_window: Option<u32>,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Command::ApplyConfig {
+            plan: Box::new(plan),
+            claims_per_window,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a refused config document.
+    pub async fn reject_config(
+        &self,
+        answer: caidan_sync::contract::ConfigAck,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Command::RejectConfig {
+            answer: Box::new(answer),
+            reply,
+        })
+        .await
     }
 
     /// Reserves a pickup order from the order system, or rejects it with a reason.
@@ -632,6 +668,23 @@ impl Worker {
                     Command::Import { catalogue, reply } => {
                         reload_after = true;
                         run!(reply, ops::import(&sp, st, now, &catalogue))
+                    }
+                    Command::ApplyConfig {
+                        plan,
+                        claims_per_window,
+                        reply,
+                    } => {
+                        reload_after |= plan.catalogue.is_some();
+                        let r = ops::apply_config(&sp, st, now, &plan);
+                        if r.is_ok()
+                            && let Some(n) = claims_per_window
+                        {
+                            self.identity.claims_per_window = n;
+                        }
+                        run!(reply, r)
+                    }
+                    Command::RejectConfig { answer, reply } => {
+                        run!(reply, ops::reject_config(&sp, st, now, &answer))
                     }
                     Command::Order { order, code, reply } => {
                         let dispenser = self.identity.dispenser.as_deref();

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod bin;
 pub mod databank;
+pub mod files;
 pub mod http;
 pub mod mosquitto;
 pub mod nats;

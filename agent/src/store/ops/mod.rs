@@ -5,6 +5,7 @@
 
 mod catalogue;
 mod claim;
+mod config;
 mod facts;
 mod holds;
 mod orders;
@@ -24,6 +25,9 @@ use crate::events::NewEvent;
 
 pub use catalogue::import;
 pub use claim::claim;
+pub use config::{
+    ConfigApply, META_CATALOGUE, META_REJECTION, META_TRUST, apply_config, reject_config,
+};
 pub use facts::{impressions, scan};
 pub use holds::parse_lines as parse_hold_lines;
 pub(crate) use holds::{HOLD_COLUMNS, find_by_id as find_hold, hold_from_row};

@@ -96,8 +96,12 @@ pub struct UplinkStatus {
 pub struct UplinkHandle {
     task: JoinHandle<Result<(), UplinkError>>,
     status: watch::Receiver<UplinkStatus>,
-    controls: Controls,
+    controls: UplinkControls,
 }
+
+/// What the agent changes in a running uplink; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UplinkControls(Arc<Controls>);
 
 /// What the agent changes in a running uplink.
 #[derive(Debug)]
@@ -132,7 +136,24 @@ impl UplinkHandle {
 
     /// Reports a newly applied config version in the state message (republished at once).
     pub fn set_config_version(&self, version: Option<u64>) {
-        self.controls.config_version.send_replace(version);
+        self.controls.set_config_version(version);
+    }
+
+    /// The handle's controls, for tasks that outlive a borrow of it.
+    pub fn controls(&self) -> UplinkControls {
+        self.controls.clone()
+    }
+
+    /// Waits for the task to end (after the shutdown signal).
+    pub async fn join(self) -> Result<(), UplinkError> {
+        self.task.await?
+    }
+}
+
+impl UplinkControls {
+    /// Reports a newly applied config version in the state message (republished at once).
+    pub fn set_config_version(&self, version: Option<u64>) {
+        self.0.config_version.send_replace(version);
     }
 
     /// Reports the config layers applied and the last refusal (republished at once);
@@ -143,25 +164,20 @@ impl UplinkHandle {
             .flatten()
             .chain(report.groups.values().copied())
             .max();
-        self.controls.config_version.send_replace(highest);
-        self.controls.report.send_replace(Some(report));
+        self.0.config_version.send_replace(highest);
+        self.0.report.send_replace(Some(report));
     }
 
     /// New batching and timing knobs, taken at once (a config push).
     pub fn set_policy(&self, core: CoreConfig) {
-        self.controls.policy.send_replace(Some(core));
+        self.0.policy.send_replace(Some(core));
     }
 
     /// Publishes a config answer on `.../config/ack`, now or once connected.
     pub fn send_config_ack(&self, ack: ConfigAck) {
-        if self.controls.config_acks.try_send(ack).is_err() {
+        if self.0.config_acks.try_send(ack).is_err() {
             tracing::warn!("config answer not queued; the state message still reports it");
         }
-    }
-
-    /// Waits for the task to end (after the shutdown signal).
-    pub async fn join(self) -> Result<(), UplinkError> {
-        self.task.await?
     }
 }
 
@@ -204,11 +220,11 @@ pub fn spawn_uplink<S: OutboxSource>(
     Ok(UplinkHandle {
         task,
         status,
-        controls: Controls {
+        controls: UplinkControls(Arc::new(Controls {
             config_version,
             report,
             policy,
             config_acks,
-        },
+        })),
     })
 }
