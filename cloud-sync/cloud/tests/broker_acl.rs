@@ -147,6 +147,7 @@ async fn the_shipped_acl_refuses_every_forbidden_publish() {
                 d("kiosk-1", "ack"),
                 d("kiosk-1", "orders"),
                 d("kiosk-1", "config"),
+                d("kiosk-1", "config/rollout"),
                 "caidan/v1/demo/config".into(),
                 "caidan/v1/demo/g/shanghai/config".into(),
                 "caidan/v1/other/d/kiosk-1/events".into(),
@@ -159,6 +160,7 @@ async fn the_shipped_acl_refuses_every_forbidden_publish() {
             vec![
                 d("kiosk-1", "events"),
                 d("kiosk-1", "config"),
+                d("kiosk-1", "config/rollout"),
                 d("kiosk-1", "orders"),
             ],
             d("kiosk-1", "ack"),
