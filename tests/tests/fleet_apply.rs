@@ -155,3 +155,110 @@ async fn kill_9_during_a_10000_offer_apply_leaves_old_or_new_whole() {
         "no attempt got to commit: {outcomes:?}"
     );
 }
+
+/// The data bank keeps every config answer and says which versions served a claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_bank_knows_which_config_served_a_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::plain(dir.path());
+    let bank =
+        caidan_testkit::databank::DatabankProc::start(&dir.path().join("bank"), &broker.url(), &[]);
+    let key = SecretKey::load(&repo::root().join("cloud-sync/cloud/examples/fleet/operator.key"))
+        .unwrap();
+    let data = dir.path().join("agent");
+    let agent = AgentProc::start_with(
+        &data,
+        AgentOptions {
+            mqtt: Some(broker.url()),
+            ..AgentOptions::fast_sync(Some(&broker.url()))
+        },
+    );
+    assert!(wait_log(&agent, "connected to broker", Duration::from_secs(20)).await);
+    let doc = |version| ConfigDocument {
+        fleet: Name::new("demo").unwrap(),
+        layer: Layer::Device,
+        target: Name::new("demo-cinema-01").unwrap(),
+        version,
+        issued_at: jiff::Timestamp::now(),
+        settings: json!({ "qr": { "rotation_secs": 20 + version } })
+            .as_object()
+            .unwrap()
+            .clone(),
+    };
+    publish(broker.port, Envelope::sign(&doc(1), &key).to_json()).await;
+    assert!(wait_log(&agent, "config applied", Duration::from_secs(20)).await);
+    let http = reqwest::Client::new();
+    let qr: Value = http
+        .get(format!("{}/api/v1/qr", agent.screen))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claim = http
+        .post(format!("{}/api/v1/eggs", agent.base))
+        .json(&json!({ "token": qr["token"], "shopper": "served-by-v1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), 201);
+    publish(broker.port, Envelope::sign(&doc(2), &key).to_json()).await;
+    // The claim's seq, from the agent's outbox before it is trimmed, or the bank's events.
+    let url = format!(
+        "{}/api/v1/fleets/demo/devices/demo-cinema-01/config",
+        bank.http
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let history = loop {
+        let v: Value = http
+            .get(&url)
+            .bearer_auth("demo-operator-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["history"].as_array().is_some_and(|h| h.len() >= 2) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bank never got both answers: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let h = history["history"].as_array().unwrap();
+    let (epoch, v1_seq, v2_seq) = (
+        h[0]["epoch"].as_str().unwrap().to_owned(),
+        h[0]["seq"].as_i64().unwrap(),
+        h[1]["seq"].as_i64().unwrap(),
+    );
+    assert_eq!(h[0]["answer"]["version"], 1);
+    assert_eq!(h[1]["answer"]["version"], 2);
+    // Any seq between the two answers (the claim's among them) was served by version 1.
+    assert!(
+        v2_seq > v1_seq + 1,
+        "the claim lies between the two answers"
+    );
+    let at: Value = http
+        .get(format!("{url}?epoch={epoch}&before_seq={}", v1_seq + 1))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(at["in_force"]["device:demo-cinema-01"], 1, "{at}");
+    let unauth = http.get(&url).send().await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    let brand = http
+        .get(&url)
+        .bearer_auth("demo-token-lumi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brand.status(), 403);
+}

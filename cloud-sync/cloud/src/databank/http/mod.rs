@@ -6,6 +6,7 @@
 //! `/metrics`) take an operator token; a fleet's stock takes that fleet's token or an
 //! operator's. No token ever travels in a URL.
 
+mod config;
 pub mod dashboard;
 mod stock;
 
@@ -138,6 +139,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/fleets/{fleet}/stock/{sku}",
             get(stock::nearby_stock),
+        )
+        .route(
+            "/api/v1/fleets/{fleet}/devices/{device}/config",
+            get(config::device_config),
         )
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/brands/{brand}/dashboard", get(dashboard_page))

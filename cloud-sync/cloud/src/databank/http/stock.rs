@@ -36,7 +36,7 @@ pub(super) async fn nearby_stock(
 /// Longest extractor message echoed back: it may quote a parameter name as sent.
 const MAX_ECHO_CHARS: usize = 200;
 
-fn bounded(text: String) -> ApiError {
+pub(super) fn bounded(text: String) -> ApiError {
     if text.chars().count() <= MAX_ECHO_CHARS {
         return ApiError::BadQuery(text);
     }

@@ -1,0 +1,98 @@
+//! `GET /api/v1/fleets/{fleet}/devices/{device}/config`: a device's config answers as the
+//! data bank stored them (`com.caidan.config` events), and the versions in force, per
+//! layer, before a given sequence number: which config served a claim. Operators only.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Json;
+use caidan_sync::contract::{ConfigStatus, EventData, EventType, Layer, Name};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::stock::bounded;
+use super::{ApiError, ApiState};
+
+/// Answers listed at most, newest kept.
+const MAX_HISTORY: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigParams {
+    /// With `before_seq`: the device's store epoch the sequence number belongs to.
+    epoch: Option<uuid::Uuid>,
+    /// The versions in force for the event at this sequence number (say a claim's).
+    before_seq: Option<i64>,
+}
+
+pub(super) async fn device_config(
+    State(s): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<ConfigParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let Path((fleet, device)) = path.map_err(|e| bounded(e.body_text()))?;
+    let Query(params) = params.map_err(|e| bounded(e.body_text()))?;
+    s.operator(&headers)?;
+    let name =
+        |what: &str, v: &str| Name::new(v).map_err(|e| ApiError::BadQuery(format!("{what}: {e}")));
+    let (fleet, device) = (name("fleet", &fleet)?, name("device", &device)?);
+    if params.before_seq.is_some() != params.epoch.is_some() {
+        return Err(ApiError::BadQuery(
+            "before_seq and epoch go together".into(),
+        ));
+    }
+    let (f, d) = (fleet.to_string(), device.to_string());
+    let rows: Vec<(String, i64, i64, String)> = s
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT epoch, seq, time_ms, body FROM events
+                 WHERE fleet = ?1 AND device = ?2 AND type = ?3 ORDER BY time_ms, seq",
+            )?;
+            let rows = stmt
+                .query_map(rusqlite::params![f, d, EventType::Config.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+            rows.collect()
+        })
+        .await?;
+    let mut history = Vec::new();
+    let mut in_force: BTreeMap<String, Value> = BTreeMap::new();
+    for (epoch, seq, time_ms, body) in rows {
+        let Some(answer) = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|b| EventData::parse(EventType::Config, &b["data"].to_string()).ok())
+            .and_then(|d| match d {
+                EventData::Config(c) => Some(c.answer),
+                _ => None,
+            })
+        else {
+            continue;
+        };
+        let before = match (params.epoch, params.before_seq) {
+            (Some(e), Some(n)) => epoch == e.to_string() && seq < n,
+            _ => true,
+        };
+        if before
+            && answer.status == ConfigStatus::Applied
+            && let (Some(layer), Some(target), Some(version)) =
+                (answer.layer, &answer.target, answer.version)
+        {
+            let key = match layer {
+                Layer::Fleet => "fleet".to_owned(),
+                l => format!("{}:{target}", l.as_str()),
+            };
+            in_force.insert(key, json!(version));
+        }
+        history.push(json!({ "epoch": epoch, "seq": seq, "time_ms": time_ms, "answer": answer }));
+    }
+    let skip = history.len().saturating_sub(MAX_HISTORY);
+    Ok(Json(json!({
+        "fleet": fleet,
+        "device": device,
+        "in_force": in_force,
+        "history": history.split_off(skip),
+    })))
+}
