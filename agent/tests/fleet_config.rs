@@ -135,6 +135,14 @@ impl Operator {
         self.acks.lock().unwrap()[seen].clone()
     }
 
+    /// Whether an answer matching `want` comes within 20 s.
+    async fn answered(&self, want: impl Fn(&ConfigAck) -> bool) -> bool {
+        eventually(Duration::from_secs(20), || {
+            self.acks.lock().unwrap().iter().any(&want)
+        })
+        .await
+    }
+
     fn count(&self) -> usize {
         self.acks.lock().unwrap().len()
     }
@@ -149,14 +157,9 @@ impl Operator {
     }
 }
 
-fn code(a: &ConfigAck) -> &'static str {
-    assert_eq!(a.status, ConfigStatus::Rejected, "{a:?}");
-    a.reason.as_ref().unwrap().code.as_str()
-}
-
-/// The offer a new shopper gets now.
-async fn claimed_offer(agent: &TestAgent, shopper: &str) -> String {
-    let qr: Value = agent
+/// The screen's current QR answer.
+async fn current_qr(agent: &TestAgent) -> Value {
+    agent
         .http
         .get(agent.screen("/api/v1/qr"))
         .send()
@@ -164,7 +167,28 @@ async fn claimed_offer(agent: &TestAgent, shopper: &str) -> String {
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Cracks an egg with the token in `qr`.
+async fn crack(agent: &TestAgent, qr: &Value) -> reqwest::Response {
+    agent
+        .http
+        .post(agent.url("/api/v1/eggs"))
+        .json(&json!({ "token": qr["token"], "shopper": "s" }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn code(a: &ConfigAck) -> &'static str {
+    assert_eq!(a.status, ConfigStatus::Rejected, "{a:?}");
+    a.reason.as_ref().unwrap().code.as_str()
+}
+
+/// The offer a new shopper gets now.
+async fn claimed_offer(agent: &TestAgent, shopper: &str) -> String {
+    let qr = current_qr(&agent).await;
     let egg: Value = agent
         .http
         .post(agent.url("/api/v1/eggs"))
@@ -368,23 +392,9 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
     })
     .await;
     assert!(all, "answers: {:?}", op.acks.lock().unwrap());
-    let qr: Value = agent
-        .http
-        .get(agent.screen("/api/v1/qr"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let qr = current_qr(&agent).await;
     assert_eq!(qr["rotation_secs"], 10, "the device layer wins");
-    let egg = agent
-        .http
-        .post(agent.url("/api/v1/eggs"))
-        .json(&json!({ "token": qr["token"], "shopper": "s" }))
-        .send()
-        .await
-        .unwrap();
+    let egg = crack(&agent, &qr).await;
     assert_eq!(egg.status(), 503, "the group switched eggs off");
     // A newer fleet layer changes what only it sets, not what the device overrides.
     op.push(
@@ -397,53 +407,21 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
         ),
     )
     .await;
-    let seen = eventually(Duration::from_secs(20), || {
-        op.acks
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.version == Some(2) && a.status == ConfigStatus::Applied)
-    })
-    .await;
+    let seen = op
+        .answered(|a| a.version == Some(2) && a.status == ConfigStatus::Applied)
+        .await;
     assert!(seen);
-    let qr: Value = agent
-        .http
-        .get(agent.screen("/api/v1/qr"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let qr = current_qr(&agent).await;
     assert_eq!(qr["rotation_secs"], 10);
     // Removing the group's switch (a new group layer without it) turns eggs back on, hot.
     op.push(&key, &doc(Layer::Group, "shanghai", 2, json!({})))
         .await;
-    let on = eventually(Duration::from_secs(20), || {
-        op.acks
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.layer == Some(Layer::Group) && a.version == Some(2))
-    })
-    .await;
+    let on = op
+        .answered(|a| a.layer == Some(Layer::Group) && a.version == Some(2))
+        .await;
     assert!(on);
-    let qr: Value = agent
-        .http
-        .get(agent.screen("/api/v1/qr"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let egg = agent
-        .http
-        .post(agent.url("/api/v1/eggs"))
-        .json(&json!({ "token": qr["token"], "shopper": "s" }))
-        .send()
-        .await
-        .unwrap();
+    let qr = current_qr(&agent).await;
+    let egg = crack(&agent, &qr).await;
     assert_eq!(egg.status(), 201);
     // After a restart with no broker the applied layers still run.
     let data = agent.stop().await;
@@ -454,15 +432,7 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
         None,
     )
     .await;
-    let qr: Value = agent
-        .http
-        .get(agent.screen("/api/v1/qr"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let qr = current_qr(&agent).await;
     assert_eq!(
         qr["rotation_secs"], 10,
         "applied layers persist across a restart"
