@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod cli;
 pub mod databank;

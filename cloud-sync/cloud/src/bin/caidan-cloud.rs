@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use caidan_cloud::broker;
+use caidan_cloud::cli::MqttTlsArgs;
 use caidan_cloud::databank::auth::{Access, DEMO_ACK_KEY, DEMO_BRANDS};
 use caidan_cloud::databank::{
     Databank, DatabankConfig, HttpsConfig, IngestConfig, parse_store_url,
@@ -46,15 +47,8 @@ enum Command {
         /// of the URL is read from CAIDAN_MQTT_PASSWORD.
         #[arg(long)]
         mqtt: String,
-        /// CA certificate (PEM) the broker's certificate must chain to, for mqtts://.
-        #[arg(long)]
-        mqtt_ca: Option<PathBuf>,
-        /// Client certificate (PEM) for mutual TLS.
-        #[arg(long, requires = "mqtt_key")]
-        mqtt_cert: Option<PathBuf>,
-        /// Client private key (PEM) for mutual TLS.
-        #[arg(long, requires = "mqtt_cert")]
-        mqtt_key: Option<PathBuf>,
+        #[command(flatten)]
+        tls: MqttTlsArgs,
         /// Store, sqlite:PATH.
         #[arg(long)]
         store: String,
@@ -192,9 +186,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Databank {
             mqtt,
-            mqtt_ca,
-            mqtt_cert,
-            mqtt_key,
+            tls,
             store,
             brands,
             ack_key,
@@ -202,11 +194,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let broker = BrokerUrl::parse_env(&mqtt)?;
             let ack_key = SecretKey::load(&ack_key)?;
-            let tls = TlsFiles {
-                ca: mqtt_ca,
-                client_cert: mqtt_cert,
-                client_key: mqtt_key,
-            };
+            let tls = tls.files();
             let access = Access::load(&brands)?;
             let cfg = databank_config(broker, tls, &store, access, ack_key, common, true)?;
             let databank = Databank::start(cfg).await?;
