@@ -84,21 +84,22 @@ impl Rollout {
             return Step::Halt(h);
         }
         self.answers.expire(now);
+        let current = self.sent.checked_sub(1);
+        let finished = current.is_none_or(|w| self.answers.all_finished(&self.waves[w]));
+        if let Some(wave) = current.filter(|_| finished && self.reported < self.sent) {
+            // Reported before the threshold is checked, so a wave that ends in a halt is
+            // still reported whole.
+            self.reported = self.sent;
+            let tally = self.answers.tally_of(&self.waves[wave]);
+            return Step::WaveDone { wave, tally };
+        }
         if let Some(h) = self.criteria.check(&self.answers.tally()) {
             self.halt = Some(h);
             return Step::Halt(h);
         }
-        if self.sent > 0 {
-            let wave = self.sent - 1;
-            if !self.answers.all_finished(&self.waves[wave]) {
-                let until = self.answers.next_deadline().unwrap_or(now);
-                return Step::Wait { until };
-            }
-            if self.reported < self.sent {
-                self.reported = self.sent;
-                let tally = self.answers.tally_of(&self.waves[wave]);
-                return Step::WaveDone { wave, tally };
-            }
+        if !finished {
+            let until = self.answers.next_deadline().unwrap_or(now);
+            return Step::Wait { until };
         }
         if self.sent < self.waves.len() {
             let devices = self.waves[self.sent].clone();
@@ -218,11 +219,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rejecting_canary_halts_before_the_first_wave() {
+    fn a_rejecting_canary_halts_before_the_first_wave_is_sent() {
         let mut r = rollout(10, 50, 1);
         let (end, done) = drive(&mut r, |d| Some(d != "k00"));
         assert!(matches!(end, Step::Halt(h) if h.rejected == 1 && h.finished == 1));
-        assert!(done.is_empty());
+        assert_eq!(
+            done,
+            vec![0],
+            "the canary is reported, then the rollout halts"
+        );
         assert_eq!(r.not_sent().len(), 9);
         assert_eq!(r.rejected(), names(1));
         assert!(r.to_roll_back().is_empty());
@@ -237,7 +242,11 @@ mod tests {
             panic!("{end:?}")
         };
         assert_eq!((h.timed_out, h.finished), (1, 4));
-        assert_eq!(done, vec![0, 1], "halted when the wave with k02 timed out");
+        assert_eq!(
+            done,
+            vec![0, 1, 2],
+            "halted when the wave with k02 timed out"
+        );
         let back = r.to_roll_back();
         assert_eq!(
             back,

@@ -7,7 +7,7 @@ use caidan_sync::contract::{ConfigAck, StateMessage};
 use serde::Serialize;
 
 /// The longest last-rejection text in the table; `--json` has it whole.
-const REJECTION_WIDTH: usize = 48;
+const REJECTION_WIDTH: usize = 60;
 
 /// One device, as shown.
 #[derive(Debug, Clone, PartialEq, Serialize)]

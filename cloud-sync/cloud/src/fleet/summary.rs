@@ -266,8 +266,12 @@ mod tests {
         ack.status = ConfigStatus::Rejected;
         ack.reason = Some(Rejection::new(RejectCode::Invalid, "bad qr"));
         r.handle_ack("k2", &ack);
+        assert!(matches!(
+            r.poll(now),
+            super::super::rollout::Step::WaveDone { wave: 0, .. }
+        ));
         let super::super::rollout::Step::Halt(h) = r.poll(now) else {
-            panic!()
+            panic!("halts once the canary is reported")
         };
         let s = RolloutSummary::new(
             "fleet".into(),
