@@ -8,13 +8,13 @@ use caidan_sync::tls::TlsFiles;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MqttTlsArgs {
     /// CA certificate (PEM) the broker's certificate must chain to, for mqtts://.
-    #[arg(long)]
+    #[arg(long, value_name = "PEM")]
     pub mqtt_ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, requires = "mqtt_key")]
+    #[arg(long, value_name = "PEM", requires = "mqtt_key")]
     pub mqtt_cert: Option<PathBuf>,
     /// Client private key (PEM) for mutual TLS.
-    #[arg(long, requires = "mqtt_cert")]
+    #[arg(long, value_name = "PEM", requires = "mqtt_cert")]
     pub mqtt_key: Option<PathBuf>,
 }
 

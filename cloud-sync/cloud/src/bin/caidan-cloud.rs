@@ -1,4 +1,5 @@
-//! `caidan-cloud`: the development broker, the data bank, or both in one process.
+//! `caidan-cloud`: the development broker, the data bank, or both in one process; and the
+//! fleet operator commands.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use caidan_cloud::databank::auth::{Access, DEMO_ACK_KEY, DEMO_BRANDS};
 use caidan_cloud::databank::{
     Databank, DatabankConfig, HttpsConfig, IngestConfig, parse_store_url,
 };
+use caidan_cloud::fleet::{self, cli::FleetArgs};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::SystemClock;
 use caidan_sync::contract::{DEFAULT_MAX_BATCH_BYTES, Limits};
@@ -23,7 +25,7 @@ use sha2::{Digest, Sha256};
 #[command(
     name = "caidan-cloud",
     version,
-    about = "Caidan cloud side: development broker and data bank"
+    about = "Caidan cloud side: development broker, data bank and fleet operator commands"
 )]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
@@ -67,6 +69,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fleet operator commands: keys, signed config pushes, status, staged rollouts.
+    Fleet(FleetArgs),
     /// Broker and data bank in one process, for development.
     Dev {
         /// MQTT listen address of the embedded broker.
@@ -250,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
             );
             run_until_signal(databank).await;
         }
+        Command::Fleet(args) => fleet::cli::run(args).await?,
     }
     Ok(())
 }
