@@ -13,8 +13,6 @@ pub enum FleetError {
     BadTarget { given: String },
     #[error("target {given:?}: {source}")]
     BadTargetName { given: String, source: IdError },
-    #[error("fleet {given:?}: {source}")]
-    BadFleet { given: String, source: IdError },
     #[error("cannot read {path}: {source}")]
     ReadFile {
         path: PathBuf,
@@ -56,12 +54,6 @@ pub enum FleetError {
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
-    },
-    #[error("{what} must be {range}, got {got}")]
-    OutOfRange {
-        what: &'static str,
-        range: &'static str,
-        got: u64,
     },
     #[error(transparent)]
     Broker(#[from] BrokerUrlError),
