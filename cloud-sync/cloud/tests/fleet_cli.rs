@@ -614,3 +614,68 @@ async fn push_over_mutual_tls_with_the_data_banks_flags() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(version_of(&stdout(&o)), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_rollout_that_is_refused_restores_the_device_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mosquitto::plain(dir.path());
+    let url = m.url();
+    let state = dir.path().join("state").display().to_string();
+    let (key, pk) = operator_key(dir.path()).await;
+    let ds = devices(
+        m.port,
+        vec![
+            Spec::new("d1").rule(Rule::reject_if(is_new)),
+            Spec::new("d2"),
+        ],
+        pk,
+    )
+    .await;
+    let old = config_file(dir.path(), "old.toml", OLD);
+    let mut args = signing("push", &url, &key, &state);
+    args.extend(["--target", "device:d1", "--file", &old]);
+    assert!(cli(&args).await.status.success());
+    until("d1 runs device version 1", || {
+        ds[0].report().device == Some(1)
+    })
+    .await;
+
+    let new = config_file(dir.path(), "new.toml", NEW);
+    let mut args = signing("rollout", &url, &key, &state);
+    args.extend([
+        "--target",
+        "device:d1",
+        "--file",
+        &new,
+        "--wave-timeout",
+        "10",
+    ]);
+    let o = cli(&args).await;
+    let out = stdout(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("rollout of device:d1 version 2"), "{out}");
+    assert!(
+        out.contains("rolled back to the settings of version 1 as version 3:"),
+        "{out}"
+    );
+    // A device layer's wave topic is its own config topic: it now holds the old settings.
+    let topic = topics::device_config(FLEET, "d1");
+    let doc = retained_document(m.port, &topic, &pk).await.unwrap();
+    assert_eq!(
+        (doc.version, &doc.settings["brand_line"]),
+        (3, &json!("old"))
+    );
+    until("d1 runs device version 3", || {
+        ds[0].report().device == Some(3)
+    })
+    .await;
+    assert!(
+        ds[1].received().iter().all(|r| r.topic != topic),
+        "d2 never saw d1's layer"
+    );
+    assert!(
+        retained(m.port, "caidan/v1/demo/d/+/config/rollout")
+            .await
+            .is_empty()
+    );
+}
