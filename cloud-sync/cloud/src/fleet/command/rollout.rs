@@ -109,6 +109,18 @@ impl Run<'_> {
                 self.topic
             );
         }
+        // A rollback re-signs these settings with this key: say so when someone else signed them.
+        let trusted = caidan_sync::keys::TrustedKeys::new(vec![key.public()]);
+        if let Some(r) = snap
+            .retained
+            .as_ref()
+            .filter(|r| r.envelope.verify(&trusted).is_err())
+        {
+            eprintln!(
+                "warning: version {} on {} is not signed by this operator key; a rollback would re-sign its settings",
+                r.document.version, self.topic
+            );
+        }
         let version = next_version([
             snap.retained_version(),
             snap.highest_reported(fleet, target),
