@@ -1,4 +1,5 @@
-//! `caidan-cloud`: the development broker, the data bank, or both in one process.
+//! `caidan-cloud`: the development broker, the data bank, or both in one process; and the
+//! fleet operator commands.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -6,10 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use caidan_cloud::broker;
+use caidan_cloud::cli::MqttTlsArgs;
 use caidan_cloud::databank::auth::{Access, DEMO_ACK_KEY, DEMO_BRANDS};
 use caidan_cloud::databank::{
     Databank, DatabankConfig, HttpsConfig, IngestConfig, parse_store_url,
 };
+use caidan_cloud::fleet::{self, cli::FleetArgs};
 use caidan_sync::broker_url::BrokerUrl;
 use caidan_sync::clock::SystemClock;
 use caidan_sync::contract::{DEFAULT_MAX_BATCH_BYTES, Limits};
@@ -22,7 +25,7 @@ use sha2::{Digest, Sha256};
 #[command(
     name = "caidan-cloud",
     version,
-    about = "Caidan cloud side: development broker and data bank"
+    about = "Caidan cloud side: development broker, data bank and fleet operator commands"
 )]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
@@ -46,15 +49,8 @@ enum Command {
         /// of the URL is read from CAIDAN_MQTT_PASSWORD.
         #[arg(long)]
         mqtt: String,
-        /// CA certificate (PEM) the broker's certificate must chain to, for mqtts://.
-        #[arg(long)]
-        mqtt_ca: Option<PathBuf>,
-        /// Client certificate (PEM) for mutual TLS.
-        #[arg(long, requires = "mqtt_key")]
-        mqtt_cert: Option<PathBuf>,
-        /// Client private key (PEM) for mutual TLS.
-        #[arg(long, requires = "mqtt_cert")]
-        mqtt_key: Option<PathBuf>,
+        #[command(flatten)]
+        tls: MqttTlsArgs,
         /// Store, sqlite:PATH.
         #[arg(long)]
         store: String,
@@ -73,6 +69,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fleet operator commands: keys, signed config pushes, status, staged rollouts.
+    Fleet(FleetArgs),
     /// Broker and data bank in one process, for development.
     Dev {
         /// MQTT listen address of the embedded broker.
@@ -192,9 +190,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Databank {
             mqtt,
-            mqtt_ca,
-            mqtt_cert,
-            mqtt_key,
+            tls,
             store,
             brands,
             ack_key,
@@ -202,11 +198,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let broker = BrokerUrl::parse_env(&mqtt)?;
             let ack_key = SecretKey::load(&ack_key)?;
-            let tls = TlsFiles {
-                ca: mqtt_ca,
-                client_cert: mqtt_cert,
-                client_key: mqtt_key,
-            };
+            let tls = tls.files();
             let access = Access::load(&brands)?;
             let cfg = databank_config(broker, tls, &store, access, ack_key, common, true)?;
             let databank = Databank::start(cfg).await?;
@@ -262,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
             );
             run_until_signal(databank).await;
         }
+        Command::Fleet(args) => fleet::cli::run(args).await?,
     }
     Ok(())
 }
