@@ -188,7 +188,7 @@ fn code(a: &ConfigAck) -> &'static str {
 
 /// The offer a new shopper gets now.
 async fn claimed_offer(agent: &TestAgent, shopper: &str) -> String {
-    let qr = current_qr(&agent).await;
+    let qr = current_qr(agent).await;
     let egg: Value = agent
         .http
         .post(agent.url("/api/v1/eggs"))
