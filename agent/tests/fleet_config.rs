@@ -552,3 +552,88 @@ async fn a_catalogue_by_reference_is_fetched_and_checked() {
     assert_eq!(agent.count(Table::Offers), 1);
     assert_eq!(claimed_offer(&agent, "s").await, "by-ref");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_tokens_and_the_sync_policy_change_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::plain(dir.path());
+    let key = SecretKey::generate();
+    let agent = TestAgent::start_in(
+        caidan_agent::config::DEMO_CATALOGUE.parse().unwrap(),
+        config(&key),
+        tempfile::tempdir().unwrap(),
+        Some(&broker.url()),
+    )
+    .await;
+    connected(&agent).await;
+    let inventory = |token: &'static str| {
+        agent
+            .http
+            .get(agent.url("/api/v1/inventory"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(inventory("demo-staff-token").await.unwrap().status(), 200);
+    let op = Operator::connect(&broker.url()).await;
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"night-shift-token"));
+    op.push(
+        &key,
+        &doc(
+            Layer::Device,
+            DEVICE,
+            1,
+            json!({ "staff": { "tokens": [format!("sha256:{hash}")] },
+                    "sync": { "linger_ms": 5, "batch_max_events": 7 } }),
+        ),
+    )
+    .await;
+    assert_eq!(op.answer(0).await.status, ConfigStatus::Applied);
+    assert_eq!(inventory("demo-staff-token").await.unwrap().status(), 401);
+    assert_eq!(inventory("night-shift-token").await.unwrap().status(), 200);
+    // Batches sent from now on hold at most 7 events (the profile says 100).
+    let mut opts = MqttOptions::new("batch-watcher", "127.0.0.1", port(&broker.url()));
+    opts.set_max_packet_size(2 << 20, 2 << 20);
+    let (watcher, mut ev) = AsyncClient::new(opts, 64);
+    watcher
+        .subscribe(format!("{ROOT}/d/{DEVICE}/events"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    tokio::spawn(async move {
+        while let Ok(e) = ev.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = e
+                && let Ok(Value::Array(batch)) = serde_json::from_slice(&p.payload)
+            {
+                let seqs: Vec<i64> = batch.iter().filter_map(|e| e["seq"].as_i64()).collect();
+                seen.lock().unwrap().push(seqs);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20 {
+        claimed_offer(&agent, &format!("batch-{i}")).await;
+    }
+    // Only batches made after the apply: their events all come after the config event.
+    let applied_at = agent
+        .reader()
+        .outbox_after(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.json.contains("\"com.caidan.config\""))
+        .map(|r| r.seq)
+        .expect("the config event");
+    let after = |all: &[Vec<i64>]| -> Vec<usize> {
+        all.iter()
+            .filter(|b| b.iter().all(|s| *s > applied_at))
+            .map(Vec::len)
+            .collect()
+    };
+    let enough = eventually(Duration::from_secs(20), || {
+        after(&sizes.lock().unwrap()).iter().sum::<usize>() >= 20
+    })
+    .await;
+    let later = after(&sizes.lock().unwrap());
+    assert!(enough, "batches after the apply: {later:?}");
+    assert!(later.iter().all(|n| *n <= 7), "batches: {later:?}");
+}
