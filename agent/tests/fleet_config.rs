@@ -205,6 +205,19 @@ async fn claimed_offer(agent: &TestAgent, shopper: &str) -> String {
         .to_owned()
 }
 
+/// A demo agent with `cfg` on `broker`, once connected.
+async fn online(broker: &Mosquitto, cfg: AgentConfig) -> TestAgent {
+    let agent = TestAgent::start_in(
+        caidan_agent::config::DEMO_CATALOGUE.parse().unwrap(),
+        cfg,
+        tempfile::tempdir().unwrap(),
+        Some(&broker.url()),
+    )
+    .await;
+    connected(&agent).await;
+    agent
+}
+
 async fn connected(agent: &TestAgent) {
     let up = agent.running.uplink.as_ref().unwrap();
     let ok = eventually(Duration::from_secs(20), || up.status().connected).await;
@@ -216,14 +229,7 @@ async fn each_bad_document_is_refused_with_its_own_reason_and_the_old_offers_ser
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::plain(dir.path());
     let key = SecretKey::generate();
-    let agent = TestAgent::start_in(
-        caidan_agent::config::DEMO_CATALOGUE.parse().unwrap(),
-        config(&key),
-        tempfile::tempdir().unwrap(),
-        Some(&broker.url()),
-    )
-    .await;
-    connected(&agent).await;
+    let agent = online(&broker, config(&key)).await;
     let op = Operator::connect(&broker.url()).await;
     let good = doc(
         Layer::Device,
@@ -444,14 +450,7 @@ async fn the_trusted_keys_rotate_only_by_a_document_the_old_key_signed() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::plain(dir.path());
     let (old, new) = (SecretKey::generate(), SecretKey::generate());
-    let agent = TestAgent::start_in(
-        caidan_agent::config::DEMO_CATALOGUE.parse().unwrap(),
-        config(&old),
-        tempfile::tempdir().unwrap(),
-        Some(&broker.url()),
-    )
-    .await;
-    connected(&agent).await;
+    let _agent = online(&broker, config(&old)).await;
     let op = Operator::connect(&broker.url()).await;
     let rotate = |v| {
         doc(
@@ -558,14 +557,7 @@ async fn staff_tokens_and_the_sync_policy_change_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::plain(dir.path());
     let key = SecretKey::generate();
-    let agent = TestAgent::start_in(
-        caidan_agent::config::DEMO_CATALOGUE.parse().unwrap(),
-        config(&key),
-        tempfile::tempdir().unwrap(),
-        Some(&broker.url()),
-    )
-    .await;
-    connected(&agent).await;
+    let agent = online(&broker, config(&key)).await;
     let inventory = |token: &'static str| {
         agent
             .http

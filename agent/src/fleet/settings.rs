@@ -16,19 +16,7 @@ use crate::directory::StoreEntry;
 /// Keys that make up the catalogue.
 pub const CATALOGUE_KEYS: [&str; 4] = ["offers", "segments", "stock", "catalogue"];
 /// Every key a layer may hold.
-pub const KEYS: [&str; 11] = [
-    "offers",
-    "segments",
-    "stock",
-    "catalogue",
-    "stores",
-    "qr",
-    "sync",
-    "staff",
-    "features",
-    "brand_line",
-    "trust",
-];
+pub const KEYS: [&str; 11] = caidan_sync::contract::config::SETTING_KEYS;
 
 /// One layer's settings, or the merge of all of them.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -9,19 +9,7 @@ use serde_json::{Map, Value};
 use super::{FleetError, Target};
 
 /// The top-level settings an agent reads from a config layer.
-pub const KNOWN_SETTINGS: &[&str] = &[
-    "offers",
-    "segments",
-    "stock",
-    "catalogue",
-    "stores",
-    "qr",
-    "sync",
-    "staff",
-    "features",
-    "brand_line",
-    "trust",
-];
+pub const KNOWN_SETTINGS: &[&str] = &caidan_sync::contract::config::SETTING_KEYS;
 
 /// Settings only the fleet layer may set (who a device trusts is not a group's call).
 const FLEET_ONLY: &[&str] = &["trust"];

@@ -21,6 +21,22 @@ use crate::keys::{KeyError, KeyId, PublicKey, SecretKey, TrustedKeys};
 pub const PAYLOAD_TYPE: &str = "application/vnd.caidan.config+json";
 /// Largest envelope a device reads; large catalogues travel by reference.
 pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+/// The top-level settings a config layer may hold; agents refuse any other (docs in
+/// README, "Fleet config").
+pub const SETTING_KEYS: [&str; 11] = [
+    "offers",
+    "segments",
+    "stock",
+    "catalogue",
+    "stores",
+    "qr",
+    "sync",
+    "staff",
+    "features",
+    "brand_line",
+    "trust",
+];
+
 /// Most signatures an envelope may carry.
 const MAX_SIGNATURES: usize = 8;
 /// Longest reason text in an acknowledgement.
