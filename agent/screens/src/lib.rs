@@ -4,5 +4,6 @@
 
 mod error;
 pub mod layout;
+pub mod qr;
 
 pub use error::ScreenError;
