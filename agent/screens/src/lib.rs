@@ -5,5 +5,7 @@
 mod error;
 pub mod layout;
 pub mod qr;
+pub mod strings;
+pub mod text;
 
 pub use error::ScreenError;
