@@ -3,9 +3,15 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod frame;
 pub mod layout;
+mod png;
 pub mod qr;
+mod render;
 pub mod strings;
 pub mod text;
 
 pub use error::ScreenError;
+pub use frame::Frame;
+pub use png::{BAND_ROWS, to_png};
+pub use render::{ACCENT, BACKGROUND, Drawing, INK, NextStep, Reveal, Screen, ScreenColor};
