@@ -295,3 +295,71 @@ fn pair<D: DrawTarget>(
     text::draw_centred(zh, &zh_area, scale, color, target)?;
     text::draw_centred(en, &en_area, scale, color, target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caidan_profiles::bundled_all;
+
+    const LINK: &str =
+        "http://192.168.100.200:8080/e/AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygp";
+
+    /// Text drawn wider than its box would be cut or run into its neighbour.
+    #[test]
+    fn every_fixed_string_fits_its_box_on_every_bundled_profile() {
+        for p in bundled_all() {
+            let d = &p.display;
+            let narrowest = [
+                layout::attract(d, QrPlan::new(&p, LINK).unwrap().side_px)
+                    .unwrap()
+                    .brand_en,
+                layout::reveal(d).unwrap().footer_en,
+                layout::pickup(d).unwrap().status_en,
+            ]
+            .into_iter()
+            .map(|r| r.size.width)
+            .min()
+            .unwrap();
+            for s in strings::all() {
+                let w = text::width(s);
+                assert!(
+                    w <= narrowest,
+                    "{}: {s:?} is {w} px, box {narrowest}",
+                    p.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mono_thresholds_ink_and_accent_to_on_and_paper_to_off() {
+        assert_eq!(BinaryColor::from_rgb(INK), BinaryColor::On);
+        assert_eq!(BinaryColor::from_rgb(ACCENT), BinaryColor::On);
+        assert_eq!(BinaryColor::from_rgb(BACKGROUND), BinaryColor::Off);
+    }
+
+    #[test]
+    fn only_the_attract_screen_has_a_qr_region() {
+        let p = caidan_profiles::bundled("restaurant-counter").unwrap();
+        let link = "http://10.0.0.1/e/x";
+        let attract = Drawing::new(
+            &p,
+            Screen::Attract {
+                link,
+                banner: Banner::Ready,
+            },
+        )
+        .unwrap();
+        let region = attract.qr_region().unwrap();
+        assert_eq!(region.size.width, QrPlan::new(&p, link).unwrap().side_px);
+        let pickup = Drawing::new(
+            &p,
+            Screen::Pickup {
+                entered: "",
+                status: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(pickup.qr_region(), None);
+    }
+}
