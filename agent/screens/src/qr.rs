@@ -41,8 +41,15 @@ pub fn module_px(profile: &Profile, modules: u32) -> Result<u32, ScreenError> {
     })?;
     let d = &profile.display;
     let needed_mm = u64::from(required_symbol_mm(scan.distance_mm));
-    // Square pixels assumed: the horizontal pitch stands for both.
-    let (px, mm) = (u64::from(d.width), u64::from(scan.panel_width_mm));
+    // Pixels may not be quite square: size by the axis with more pixels per mm, so the
+    // symbol is wide enough in both directions.
+    let (w, w_mm) = (u64::from(d.width), u64::from(scan.panel_width_mm));
+    let (h, h_mm) = (u64::from(d.height), u64::from(scan.panel_height_mm));
+    let (px, mm) = if w * h_mm >= h * w_mm {
+        (w, w_mm)
+    } else {
+        (h, h_mm)
+    };
     let module = (needed_mm * px).div_ceil(mm * u64::from(modules)).max(1);
     let side = module * u64::from(modules + 2 * QUIET_ZONE_MODULES);
     let max = u64::from(qr_max_side(d));
@@ -122,14 +129,19 @@ mod tests {
             let plan = QrPlan::new(&p, LINK).unwrap_or_else(|e| panic!("{e}"));
             let scan = p.scan.unwrap();
             let symbol_px = plan.modules * plan.module_px;
-            let symbol_mm =
-                f64::from(symbol_px) * f64::from(scan.panel_width_mm) / f64::from(p.display.width);
-            assert!(
-                symbol_mm >= f64::from(scan.distance_mm) / 10.0,
-                "{}: {symbol_mm} mm symbol read from {} mm",
-                p.name,
-                scan.distance_mm
-            );
+            let across = [
+                (scan.panel_width_mm, p.display.width),
+                (scan.panel_height_mm, p.display.height),
+            ];
+            for (mm, px) in across {
+                let symbol_mm = f64::from(symbol_px) * f64::from(mm) / f64::from(px);
+                assert!(
+                    symbol_mm >= f64::from(scan.distance_mm) / 10.0,
+                    "{}: {symbol_mm} mm symbol read from {} mm",
+                    p.name,
+                    scan.distance_mm
+                );
+            }
             assert_eq!(plan.side_px, plan.module_px * (plan.modules + 8));
             assert!(plan.side_px <= qr_max_side(&p.display), "{}", p.name);
         }
