@@ -157,4 +157,65 @@ mod tests {
             assert_eq!(banded, full.pixels(), "{s:?}");
         }
     }
+
+    #[test]
+    fn redrawing_only_the_qr_region_after_a_rotation_equals_a_full_redraw() {
+        let p = bundled("community-locker").unwrap();
+        let next = LINK.replace("AAEC", "ZZYX");
+        let before = Drawing::new(
+            &p,
+            Screen::Attract {
+                link: LINK,
+                banner: Banner::Ready,
+            },
+        )
+        .unwrap();
+        let after = Drawing::new(
+            &p,
+            Screen::Attract {
+                link: &next,
+                banner: Banner::Ready,
+            },
+        )
+        .unwrap();
+        assert_eq!(before.qr_region(), after.qr_region());
+        let size = before.size();
+        let mut screen = Frame::new(size.width, size.height, BinaryColor::Off);
+        let Ok(()) = before.draw(&mut screen);
+        let Ok(()) = after.draw_qr(&mut screen);
+        let mut full = Frame::new(size.width, size.height, BinaryColor::Off);
+        let Ok(()) = after.draw(&mut full);
+        assert_eq!(screen, full);
+    }
+
+    /// No bundled profile is 4K; a 65-inch 3840x2160 lobby screen read from 3 m.
+    #[test]
+    fn a_4k_frame_is_drawn_in_small_bands_and_still_scans() {
+        let mut p = bundled("restaurant-counter").unwrap();
+        p.name = "lobby-4k".into();
+        p.display.width = 3840;
+        p.display.height = 2160;
+        p.scan = Some(caidan_profiles::ScanSpec {
+            distance_mm: 3000,
+            panel_width_mm: 1429,
+            panel_height_mm: 804,
+        });
+        let screen = Screen::Attract {
+            link: LINK,
+            banner: Banner::SoldOut,
+        };
+        let drawing = Drawing::new(&p, screen).unwrap();
+        let mut largest = 0;
+        drawing
+            .draw_bands::<Rgb888, ()>(BAND_ROWS, |band| {
+                largest = largest.max(band.pixels().len());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(largest, (3840 * BAND_ROWS) as usize);
+        let (w, h, grey) = decode_grey(&to_png(&p, screen).unwrap());
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| grey[y * w + x]);
+        let (_, content) = img.detect_grids()[0].decode().unwrap();
+        assert_eq!(content, LINK);
+    }
 }
