@@ -1,5 +1,7 @@
 //! Text: a GB2312 font for Chinese, a Latin font for English, drawn at an integer scale.
 
+use std::borrow::Cow;
+
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
 use u8g2_fonts::types::{FontColor, VerticalPosition};
@@ -71,6 +73,28 @@ pub fn fitting_scale(text: &str, area: &Rectangle, max: u32) -> u32 {
         .unwrap_or(1)
 }
 
+/// `text` as drawn in `max_width` font pixels: whole if it fits, else cut with an ellipsis
+/// ("…" in the CJK font, "..." in the Latin one, which has no U+2026).
+pub fn fitted(text: &str, max_width: u32) -> Cow<'_, str> {
+    if width(text) <= max_width {
+        return Cow::Borrowed(text);
+    }
+    let dots = if font_for(text).1 == CJK_NAME {
+        "…"
+    } else {
+        "..."
+    };
+    let mut cut = text.to_owned();
+    while !cut.is_empty() {
+        cut.pop();
+        let candidate = format!("{}{dots}", cut.trim_end());
+        if width(&candidate) <= max_width {
+            return Cow::Owned(candidate);
+        }
+    }
+    Cow::Borrowed("")
+}
+
 /// A target seen through a magnifier: each pixel drawn becomes a `scale` x `scale` square
 /// placed from `origin`.
 struct Scaled<'a, D> {
@@ -104,7 +128,8 @@ impl<D: DrawTarget> DrawTarget for Scaled<'_, D> {
     }
 }
 
-/// Draws `text` centred in `area`, as large as fits up to `max_scale`.
+/// Draws `text` centred in `area`, as large as fits up to `max_scale`, cut with an
+/// ellipsis if it does not fit even at scale 1.
 ///
 /// A glyph the font lacks is skipped; [`check`] and the coverage test keep that from happening.
 pub fn draw_centred<D: DrawTarget>(
@@ -114,8 +139,10 @@ pub fn draw_centred<D: DrawTarget>(
     color: D::Color,
     target: &mut D,
 ) -> Result<(), D::Error> {
-    let (font, _) = font_for(text);
     let s = fitting_scale(text, area, max_scale);
+    let text = fitted(text, area.size.width / s);
+    let text = text.as_ref();
+    let (font, _) = font_for(text);
     let (w, line) = (width(text) * s, crate::layout::LINE_PX * s);
     let x = area.top_left.x + (area.size.width.saturating_sub(w) / 2) as i32;
     // Font pixels are 16 tall at most in a 20 px line: centre them vertically.
@@ -173,6 +200,16 @@ mod tests {
             check("🥚 egg"),
             Err(ScreenError::MissingGlyphs { .. })
         ));
+    }
+
+    #[test]
+    fn text_too_wide_is_cut_with_an_ellipsis() {
+        assert_eq!(fitted("Sold out", 200), "Sold out");
+        let en = fitted("A very long offer title that no small panel can hold", 120);
+        assert!(en.ends_with("...") && width(&en) <= 120, "{en}");
+        let zh = fitted("一个非常非常非常长的优惠标题", 100);
+        assert!(zh.ends_with('…') && width(&zh) <= 100, "{zh}");
+        check(&zh).unwrap();
     }
 
     #[test]
