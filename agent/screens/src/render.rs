@@ -152,6 +152,15 @@ impl<'a> Drawing<'a> {
         Size::new(self.width, self.height)
     }
 
+    /// Every laid-out part, named; nothing is drawn outside them.
+    pub fn parts(&self) -> Vec<(&'static str, Rectangle)> {
+        match &self.plan {
+            Plan::Attract(l, _) => l.parts(),
+            Plan::Reveal(l) => l.parts(),
+            Plan::Pickup(l) => l.parts(),
+        }
+    }
+
     /// The only part that changes when the QR token rotates; redraw it with [`Self::draw_qr`].
     pub fn qr_region(&self) -> Option<Rectangle> {
         match &self.plan {
@@ -361,5 +370,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pickup.qr_region(), None);
+    }
+
+    #[test]
+    fn nothing_is_drawn_outside_the_laid_out_parts() {
+        let screens = [
+            Screen::Attract {
+                link: LINK,
+                banner: Banner::UpdatingConfig,
+            },
+            Screen::Reveal(Reveal {
+                title_zh: "一个非常非常非常非常非常非常非常非常非常长的优惠标题",
+                title_en: "A very long offer title that no panel here can hold in one line",
+                next: NextStep::ShowAtCounter {
+                    claim_code: "K7Q-4MZ",
+                },
+            }),
+            Screen::Pickup {
+                entered: "",
+                status: Some(PickupStatus::WrongCode),
+            },
+        ];
+        for p in bundled_all() {
+            for screen in screens {
+                let drawing = Drawing::new(&p, screen).unwrap();
+                let size = drawing.size();
+                let bg = Rgb888::from_rgb(BACKGROUND);
+                let mut frame = crate::Frame::new(size.width, size.height, bg);
+                let Ok(()) = drawing.draw(&mut frame);
+                let parts = drawing.parts();
+                for (i, c) in frame.pixels().iter().enumerate() {
+                    let at = Point::new(
+                        (i as u32 % size.width) as i32,
+                        (i as u32 / size.width) as i32,
+                    );
+                    if *c != bg {
+                        assert!(
+                            parts.iter().any(|(_, r)| r.contains(at)),
+                            "{}: {screen:?} drew at {at}",
+                            p.name
+                        );
+                    }
+                }
+            }
+        }
     }
 }

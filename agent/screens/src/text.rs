@@ -56,12 +56,20 @@ pub fn check(text: &str) -> Result<(), ScreenError> {
     }
 }
 
-/// Width of `text` in font pixels (scale 1).
-pub fn width(text: &str) -> u32 {
+/// The box `text`'s glyphs cover, in font pixels (scale 1), relative to the point it is
+/// drawn at with [`VerticalPosition::Top`]; glyphs reach above and left of that point.
+fn ink_box(text: &str) -> Rectangle {
     let (font, _) = font_for(text);
     font.get_rendered_dimensions(text, Point::zero(), VerticalPosition::Top)
-        .map(|d| d.advance.x.max(0) as u32)
-        .unwrap_or(0)
+        .ok()
+        .and_then(|d| d.bounding_box)
+        .unwrap_or_default()
+}
+
+/// Width of `text` in font pixels (scale 1): from the pen start to its rightmost ink.
+pub fn width(text: &str) -> u32 {
+    let b = ink_box(text);
+    (b.top_left.x.max(0) as u32) + b.size.width
 }
 
 /// The largest scale up to `max` at which `text` fits across `area`; 1 if none does.
@@ -143,10 +151,13 @@ pub fn draw_centred<D: DrawTarget>(
     let text = fitted(text, area.size.width / s);
     let text = text.as_ref();
     let (font, _) = font_for(text);
-    let (w, line) = (width(text) * s, crate::layout::LINE_PX * s);
+    // Centre the ink, not the pen box: CJK glyphs rise above the Top position, Latin ones
+    // sit below it.
+    let ink = ink_box(text);
+    let (w, h) = (width(text) * s, ink.size.height * s);
     let x = area.top_left.x + (area.size.width.saturating_sub(w) / 2) as i32;
-    // Font pixels are 16 tall at most in a 20 px line: centre them vertically.
-    let y = area.top_left.y + (area.size.height.saturating_sub(line) / 2 + 2 * s) as i32;
+    let y = area.top_left.y + (area.size.height.saturating_sub(h) / 2) as i32
+        - ink.top_left.y * s as i32;
     let mut scaled = Scaled {
         inner: target,
         origin: Point::new(x, y),
