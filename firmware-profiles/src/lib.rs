@@ -19,7 +19,7 @@ pub use error::ProfileError;
 pub use load::load_dir;
 pub use profile::{
     Actuators, Capability, ColourDepth, DEFAULT_WARN_AT_PERCENT, DisplaySpec, Input, Inputs,
-    Limits, Link, LinkKind, Memory, Orientation, Profile, Storage,
+    Limits, Link, LinkKind, Memory, Orientation, Profile, ScanSpec, Storage,
 };
 pub use scene::{Scene, UnknownScene};
 pub use sync::SyncPolicy;

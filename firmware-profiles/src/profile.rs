@@ -34,6 +34,21 @@ pub struct Profile {
     /// How fast this screen can show a new QR token.
     #[serde(default)]
     pub qr: QrRange,
+    /// How far shoppers stand and how big the panel is; sizes the QR on screen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanSpec>,
+}
+
+/// The physical side of scanning: distance from the shopper's phone and panel size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanSpec {
+    /// Typical distance from the panel to a scanning phone, in millimetres.
+    pub distance_mm: u32,
+    /// Visible width of the panel as mounted, in millimetres.
+    pub panel_width_mm: u32,
+    /// Visible height of the panel as mounted, in millimetres.
+    pub panel_height_mm: u32,
 }
 
 /// The QR rotation periods a screen can show, in seconds (an e-paper panel cannot

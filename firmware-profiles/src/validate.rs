@@ -149,7 +149,21 @@ impl Checker<'_> {
                 format!("portrait needs height >= width, got {w}x{h}"),
             )),
             _ => Ok(()),
+        }?;
+        if let Some(scan) = &profile.scan {
+            self.in_range("scan.distance_mm", scan.distance_mm.into(), 50..=20_000)?;
+            self.in_range(
+                "scan.panel_width_mm",
+                scan.panel_width_mm.into(),
+                10..=10_000,
+            )?;
+            self.in_range(
+                "scan.panel_height_mm",
+                scan.panel_height_mm.into(),
+                10..=10_000,
+            )?;
         }
+        Ok(())
     }
 
     fn hardware(&self, profile: &Profile) -> Result<(), ProfileError> {

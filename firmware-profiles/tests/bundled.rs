@@ -112,3 +112,25 @@ fn serialised_profile_reads_back_identically() {
         );
     }
 }
+
+#[test]
+fn every_bundled_profile_has_a_scan_section_and_loads_without_one() {
+    for name in bundled_names() {
+        let text = bundled_source(name).unwrap();
+        let with = Profile::from_toml_str(text, name).unwrap();
+        assert!(with.scan.is_some(), "{name}");
+        // A file written before [scan] existed: cut it and everything after it.
+        let before = &text[..text.find("[scan]").unwrap()];
+        let without = Profile::from_toml_str(before, name).unwrap();
+        assert_eq!(without.scan, None, "{name}");
+        assert_eq!(without.display, with.display, "{name}");
+    }
+}
+
+#[test]
+fn a_scan_distance_out_of_range_is_refused_naming_the_field() {
+    let text = bundled_source("campus-screen").unwrap();
+    let bad = text.replace("distance_mm = 2000", "distance_mm = 0");
+    let err = Profile::from_toml_str(&bad, "campus-screen").unwrap_err();
+    assert!(err.to_string().contains("scan.distance_mm"), "{err}");
+}
