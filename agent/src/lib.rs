@@ -19,6 +19,7 @@ pub mod orders;
 pub mod outbox;
 pub mod pickup;
 pub mod runtime;
+pub mod screens;
 pub mod secrets;
 pub mod shopper;
 pub mod store;

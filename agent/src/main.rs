@@ -106,6 +106,19 @@ enum Command {
     },
     /// Validate an agent config file and exit.
     CheckConfig { file: PathBuf },
+    /// Draw one of the touchpoint's screens to a PNG, as its panel would show it now.
+    Render {
+        #[command(flatten)]
+        target: Target,
+        /// Firmware profile (file name in firmware-profiles/profiles without `.toml`);
+        /// defaults to the config's.
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long, value_enum)]
+        screen: caidan_agent::screens::Which,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the `sha256:` form of a staff token for the config's `staff.tokens`.
     HashStaffToken { token: String },
 }
@@ -302,6 +315,43 @@ fn main() -> Result<()> {
                 cfg.device.id,
                 cfg.device.scene,
                 cfg.device.profile
+            );
+            Ok(())
+        }
+        Command::Render {
+            target,
+            profile,
+            screen,
+            out,
+        } => {
+            let (cfg, _) = target.load()?;
+            let from_file = target.config.is_some();
+            let name = profile.unwrap_or_else(|| cfg.device.profile.clone());
+            let profile = caidan_profiles::bundled(&name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no bundled profile {name:?}; known: {}",
+                    caidan_profiles::bundled_names().join(", ")
+                )
+            })?;
+            // The demo config's catalogue is built in, like the demo config itself.
+            let catalogue = match cfg.catalogue.as_ref().filter(|_| from_file) {
+                Some(path) => Some(runtime::read_catalogue(path)?),
+                None => {
+                    caidan_agent::catalogue::Catalogue::from_json(config::DEMO_CATALOGUE, "demo")
+                        .ok()
+                }
+            };
+            let now = SystemClock::shared().now_ms();
+            let png =
+                caidan_agent::screens::render_png(&cfg, &profile, catalogue.as_ref(), screen, now)?;
+            std::fs::write(&out, png).with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "{}: {} on {} ({}x{})",
+                out.display(),
+                format!("{screen:?}").to_lowercase(),
+                profile.name,
+                profile.display.width,
+                profile.display.height
             );
             Ok(())
         }
