@@ -309,6 +309,11 @@ fn main() -> Result<()> {
                     c.offers.len()
                 );
             }
+            // The screen's QR must be readable from where shoppers stand (the profile's
+            // [scan] distance) and fit the panel, with the egg link this config makes.
+            let link = caidan_agent::screens::egg_link(&cfg, SystemClock::shared().now_ms());
+            caidan_screens::qr::QrPlan::new(cfg.profile(), &link)
+                .with_context(|| format!("{}: the screen's QR code", file.display()))?;
             println!(
                 "{}: ok (device {}, scene {}, profile {})",
                 file.display(),

@@ -67,3 +67,45 @@ fn every_profile_draws_every_screen_and_the_qr_is_the_current_egg_link() {
         "known profiles listed"
     );
 }
+
+#[test]
+fn check_config_refuses_a_link_the_screen_cannot_show_as_a_qr() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = caidan_agent::config::DEMO_CONFIG
+        .replace("catalogue = \"catalogue.json\"", "")
+        .replace("scene = \"cinema\"", "scene = \"vending\"")
+        .replace(
+            "profile = \"cinema-screen\"",
+            "profile = \"vending-machine\"",
+        );
+    let check = |text: &str| {
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_caidan-agent"))
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&demo);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // A public URL too long for any QR code is refused with the reason, not drawn.
+    let long = demo.replace(
+        "[http]",
+        &format!(
+            "[http]\npublic_url = \"https://touchpoints.example.com/{}\"",
+            "x".repeat(3000)
+        ),
+    );
+    let bad = check(&long);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("QR code") && err.contains("cannot be encoded"),
+        "{err}"
+    );
+}
