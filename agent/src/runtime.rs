@@ -473,6 +473,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
             let handle = spawn_uplink(ucfg, links)?;
             let targets = fleet::apply::Targets {
                 writer: writer.clone(),
+                clock: clock.clone(),
                 live: state.live.clone(),
                 tokens: tokens.clone(),
                 uplink: handle.controls(),

@@ -63,15 +63,6 @@ pub struct Stored {
     pub catalogue_digest: Option<String>,
 }
 
-fn layer_of(text: &str) -> Option<Layer> {
-    match text {
-        "fleet" => Some(Layer::Fleet),
-        "group" => Some(Layer::Group),
-        "device" => Some(Layer::Device),
-        _ => None,
-    }
-}
-
 /// Reads the applied layers from the store at `path` (none when there is no store yet).
 pub fn load(path: &Path, base: &AgentConfig) -> Stored {
     let mut stored = Stored {
@@ -86,7 +77,7 @@ pub fn load(path: &Path, base: &AgentConfig) -> Stored {
         return stored;
     };
     for row in reader.config_layers().unwrap_or_default() {
-        let (Some(layer), Ok(target)) = (layer_of(&row.layer), Name::new(row.target.as_str()))
+        let (Some(layer), Ok(target)) = (Layer::parse(&row.layer), Name::new(row.target.as_str()))
         else {
             continue;
         };
@@ -149,6 +140,7 @@ pub fn me(cfg: &AgentConfig) -> Me {
 /// The running agent's parts a config apply changes.
 pub struct Targets {
     pub writer: WriterHandle,
+    pub clock: Arc<dyn caidan_sync::clock::Clock>,
     pub live: LiveCell,
     pub tokens: TokenSigner,
     pub uplink: UplinkControls,
@@ -377,9 +369,7 @@ impl Runner {
             "config document rejected; the running config stays"
         );
         let a = ack(head.clone(), digest.clone(), Some(why.clone()));
-        let hour = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64 / 3600);
+        let hour = self.targets.clock.now_ms().div_euclid(3_600_000);
         if self.recorded.0 != hour {
             self.recorded = (hour, 0);
         }

@@ -55,6 +55,13 @@ pub enum Layer {
 }
 
 impl Layer {
+    pub const ALL: [Layer; 3] = [Layer::Fleet, Layer::Group, Layer::Device];
+
+    /// The layer named `text` (as [`Layer::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Layer::Fleet => "fleet",
