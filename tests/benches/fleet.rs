@@ -70,13 +70,6 @@ fn fleet_doc(version: u64, settings: Value) -> ConfigDocument {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 /// Claims from `workers` shoppers at once until `stop` says so; latencies in ms.
 async fn claim_load(
     base: String,
@@ -281,16 +274,19 @@ async fn run() -> Result<()> {
         "10,000-offer catalogue by reference: applied {apply_ms:.0} ms after the push ({} KiB fetched)",
         body.len() / 1024
     );
-    let (p_rest, p_during) = (percentile(&rest, 0.99), percentile(&during, 0.99));
+    let (p_rest, p_during) = (
+        common::percentile(&rest, 0.99),
+        common::percentile(&during, 0.99),
+    );
     println!(
         "claims at rest: {} claims, p50 {:.2} ms, p99 {p_rest:.2} ms",
         rest.len(),
-        percentile(&rest, 0.5)
+        common::percentile(&rest, 0.5)
     );
     println!(
         "claims while applying: {} claims, p50 {:.2} ms, p99 {p_during:.2} ms",
         during.len(),
-        percentile(&during, 0.5)
+        common::percentile(&during, 0.5)
     );
     figure(
         "claim p99 while applying / at rest",

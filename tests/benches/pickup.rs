@@ -57,20 +57,13 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 fn latency_line(what: &str, n: usize, elapsed: Duration, mut ms: Vec<f64>) -> f64 {
     ms.sort_by(f64::total_cmp);
     let r = rate(n as u64, elapsed);
     println!(
         "{what}: {r:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({n} in {:.2} s)",
-        percentile(&ms, 0.50),
-        percentile(&ms, 0.99),
+        common::percentile(&ms, 0.50),
+        common::percentile(&ms, 0.99),
         elapsed.as_secs_f64()
     );
     r

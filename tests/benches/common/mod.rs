@@ -377,6 +377,14 @@ pub fn figure(what: &str, value: f64, unit: &str) {
     }
 }
 
+/// The `p` quantile (0..=1) of ascending `sorted` samples, nearest rank; NaN for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// `n / elapsed` per second.
 pub fn rate(n: u64, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
