@@ -629,3 +629,45 @@ async fn staff_tokens_and_the_sync_policy_change_at_once() {
     assert!(enough, "batches after the apply: {later:?}");
     assert!(later.iter().all(|n| *n <= 7), "batches: {later:?}");
 }
+
+/// As a stranger with publish rights would try it: an oversized document, then a flood of
+/// one refused document from one client. The agent stays connected and serving, answers,
+/// and records the repeated refusal once, so the flood cannot fill its outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_document_and_a_flood_of_one_are_refused_without_filling_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::plain(dir.path());
+    let key = SecretKey::generate();
+    let agent = online(&broker, config(&key)).await;
+    let op = Operator::connect(&broker.url()).await;
+    let device_topic = topic(Layer::Device, DEVICE);
+    op.publish(&device_topic, vec![b' '; 1_200_000]).await;
+    let a = op.answer(0).await;
+    assert_eq!(code(&a), "malformed");
+    assert!(a.reason.unwrap().message.contains("limit"), "says why");
+    let junk = Envelope::sign(
+        &doc(Layer::Device, DEVICE, 1, json!({ "colour": "red" })),
+        &key,
+    );
+    for _ in 0..200 {
+        op.publish(&device_topic, junk.to_json()).await;
+    }
+    assert!(
+        op.answered(|a| a.version == Some(1)).await,
+        "the flood is answered"
+    );
+    let up = agent.running.uplink.as_ref().unwrap();
+    assert!(up.status().connected, "still connected");
+    assert!(!claimed_offer(&agent, "after-flood").await.is_empty());
+    let recorded = agent
+        .reader()
+        .outbox_after(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.json.contains("\"com.caidan.config\""))
+        .count();
+    assert_eq!(
+        recorded, 2,
+        "the oversized one and the flooded one, each once"
+    );
+}
