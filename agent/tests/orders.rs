@@ -39,28 +39,6 @@ async fn order_system(url: &str) -> AsyncClient {
     client
 }
 
-/// Publishes one order and waits for the broker's PUBACK.
-async fn publish_confirmed(url: &str, payload: Vec<u8>) {
-    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let opts = MqttOptions::new(format!("orders-{}", rand_id()), "127.0.0.1", port);
-    let (client, mut eventloop) = AsyncClient::new(opts, 8);
-    client
-        .publish(TOPIC, QoS::AtLeastOnce, false, payload)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
-                eventloop.poll().await.expect("broker reachable")
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the broker acknowledged the order");
-}
-
 fn rand_id() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -310,7 +288,13 @@ async fn an_order_published_while_the_agent_is_down_is_reserved_when_it_is_back(
     let data = agent.stop().await;
     drop(orders);
     // The broker holds it for the agent's persistent session.
-    publish_confirmed(&broker.url(), order("o-offline", 1, "31415926")).await;
+    caidan_testkit::mqtt::publish_confirmed(
+        broker.port,
+        TOPIC,
+        order("o-offline", 1, "31415926"),
+        false,
+    )
+    .await;
     let agent = TestAgent::start_in(catalogue(5), kiosk(), data, Some(&broker.url())).await;
     let reserved = eventually(Duration::from_secs(20), || {
         order_events(&agent)

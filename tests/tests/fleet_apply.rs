@@ -12,7 +12,6 @@ use caidan_testkit::files::FileServer;
 use caidan_testkit::mosquitto::Mosquitto;
 use caidan_testkit::pki::TestPki;
 use caidan_testkit::repo;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "caidan/v1/demo/d/demo-cinema-01/config";
@@ -50,25 +49,7 @@ fn store_view(data: &Path) -> (i64, Option<i64>) {
 }
 
 async fn publish(port: u16, payload: Vec<u8>) {
-    let opts = MqttOptions::new(
-        format!("operator-{}", uuid::Uuid::now_v7()),
-        "127.0.0.1",
-        port,
-    );
-    let (client, mut ev) = AsyncClient::new(opts, 8);
-    client
-        .publish(TOPIC, QoS::AtLeastOnce, true, payload)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(Event::Incoming(Packet::PubAck(_))) = ev.poll().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("PUBACK");
+    caidan_testkit::mqtt::publish_confirmed(port, TOPIC, payload, true).await;
 }
 
 async fn wait_log(agent: &AgentProc, needle: &str, limit: Duration) -> bool {

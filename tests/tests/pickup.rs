@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use caidan_testkit::agent::{AgentOptions, AgentProc};
 use caidan_testkit::mosquitto::Mosquitto;
 use caidan_testkit::wait::wait_until;
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "caidan/v1/demo/d/demo-cinema-01/orders";
@@ -25,17 +24,14 @@ fn now_ms() -> i64 {
 /// Publishes one message on the orders topic and waits for the broker's PUBACK.
 fn publish(url: &str, payload: Value) {
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let opts = MqttOptions::new(format!("order-system-{}", now_ms()), "127.0.0.1", port);
-    let (client, mut conn) = Client::new(opts, 8);
-    client
-        .publish(TOPIC, QoS::AtLeastOnce, false, payload.to_string())
-        .unwrap();
-    for ev in conn.iter() {
-        if let Ok(Event::Incoming(Packet::PubAck(_))) = ev {
-            return;
-        }
-        ev.expect("broker reachable");
-    }
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(caidan_testkit::mqtt::publish_confirmed(
+            port,
+            TOPIC,
+            payload.to_string().into_bytes(),
+            false,
+        ));
 }
 
 fn order(id: &str, code: &str, expires_ms: i64) -> Value {

@@ -11,6 +11,7 @@ pub mod databank;
 pub mod files;
 pub mod http;
 pub mod mosquitto;
+pub mod mqtt;
 pub mod nats;
 pub mod net;
 pub mod pki;
