@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use caidan_agent::config::AgentConfig;
-use caidan_agent::screens::egg_link;
+use caidan_agent::display::egg_link;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -90,6 +90,11 @@ pub struct DisplaySpec {
     pub height: u32,
     pub depth: ColourDepth,
     pub orientation: Orientation,
+    /// E-paper only: partial refreshes allowed between two full ones (a full refresh
+    /// flashes the panel and clears the ghosting partial ones leave). None on panels that
+    /// redraw any region freely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_refresh_every: Option<u32>,
 }
 
 impl DisplaySpec {

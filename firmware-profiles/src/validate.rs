@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 use std::ops::RangeInclusive;
 
-use crate::profile::{Capability, Input, Orientation, Profile};
+use crate::profile::{Capability, ColourDepth, Input, Orientation, Profile};
 use crate::{ProfileError, Scene};
 
 /// Largest display side accepted, in pixels.
@@ -150,6 +150,15 @@ impl Checker<'_> {
             )),
             _ => Ok(()),
         }?;
+        if let Some(n) = d.full_refresh_every {
+            if d.depth != ColourDepth::Mono1 {
+                return Err(self.bad(
+                    "display.full_refresh_every",
+                    format!("is for 1-bit e-paper panels, this one is {:?}", d.depth),
+                ));
+            }
+            self.in_range("display.full_refresh_every", n.into(), 1..=1000)?;
+        }
         if let Some(scan) = &profile.scan {
             self.in_range("scan.distance_mm", scan.distance_mm.into(), 50..=20_000)?;
             self.in_range(

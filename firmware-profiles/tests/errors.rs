@@ -312,3 +312,27 @@ fn limit_rules() {
     );
     parse_error(&edited("[limits]", "[limit]"), &["limit"]);
 }
+
+#[test]
+fn full_refresh_every_is_for_e_paper_and_bounded() {
+    let colour = edited(
+        "orientation = \"portrait\"",
+        "orientation = \"portrait\"\nfull_refresh_every = 10",
+    );
+    assert!(
+        fail(&colour)
+            .1
+            .contains("display.full_refresh_every: is for 1-bit e-paper panels"),
+        "{}",
+        fail(&colour).1
+    );
+    let locker = caidan_profiles::bundled_source("community-locker").unwrap();
+    let zero = locker.replace("full_refresh_every = 10", "full_refresh_every = 0");
+    let err = Profile::from_toml_str(&zero, "community-locker")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("display.full_refresh_every: must be between 1 and 1000, got 0"),
+        "{err}"
+    );
+}

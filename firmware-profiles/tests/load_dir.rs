@@ -38,7 +38,7 @@ fn one_bad_file_fails_the_load_and_is_named() {
     write_profile(dir.path(), "good", "cinema-screen");
     let bad = bundled_source("cinema-screen")
         .unwrap()
-        .replace("width = 1080", "width = 0");
+        .replace("width = 2160", "width = 0");
     fs::write(dir.path().join("cinema-screen.toml"), bad).unwrap();
     let err = load_dir(dir.path()).unwrap_err();
     let msg = err.to_string();

@@ -1,20 +1,20 @@
-//! An in-memory frame, or a band of rows of one, to draw into.
+//! An in-memory frame, or a window (a band of rows, a region) of one, to draw into.
 
 use core::convert::Infallible;
 
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
 
-/// Rows `top..top + rows` of a `width` x `height` frame, held in memory.
+/// A rectangle of a `width` x `height` frame (a band of rows, a QR region, or all of it),
+/// held in memory.
 ///
 /// It reports the size of the whole frame, so a screen draws itself the same way into a
-/// band as into the full frame; pixels outside the band are dropped.
+/// window as into the full frame; pixels outside the window are dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<C> {
     width: u32,
     height: u32,
-    top: u32,
-    rows: u32,
+    area: Rectangle,
     pixels: Vec<C>,
 }
 
@@ -26,28 +26,40 @@ impl<C: PixelColor> Frame<C> {
 
     /// Rows `top..top + rows` of the frame (cut at its bottom), filled with `background`.
     pub fn band(width: u32, height: u32, top: u32, rows: u32, background: C) -> Self {
-        let rows = rows.min(height.saturating_sub(top));
-        Frame {
+        let area = Rectangle::new(Point::new(0, top as i32), Size::new(width, rows));
+        Frame::window(width, height, area, background)
+    }
+
+    /// The part of the frame under `area` (cut at its edges), filled with `background`.
+    pub fn window(width: u32, height: u32, area: Rectangle, background: C) -> Self {
+        let mut frame = Frame {
             width,
             height,
-            top,
-            rows,
-            pixels: vec![background; (width * rows) as usize],
-        }
+            area: Rectangle::zero(),
+            pixels: Vec::new(),
+        };
+        frame.move_to(area, background);
+        frame
     }
 
-    /// Moves the band to start at row `top`, reusing its memory.
-    pub fn move_to(&mut self, top: u32, rows: u32, background: C) {
-        self.top = top;
-        self.rows = rows.min(self.height.saturating_sub(top));
+    /// Moves the window to `area` (cut at the frame's edges), reusing its memory.
+    pub fn move_to(&mut self, area: Rectangle, background: C) {
+        let whole = Rectangle::new(Point::zero(), Size::new(self.width, self.height));
+        self.area = area.intersection(&whole);
+        let size = self.area.size;
         self.pixels.clear();
         self.pixels
-            .resize((self.width * self.rows) as usize, background);
+            .resize((size.width * size.height) as usize, background);
     }
 
-    /// The first frame row this band holds.
+    /// The part of the frame this window holds, in frame coordinates.
+    pub fn area(&self) -> Rectangle {
+        self.area
+    }
+
+    /// The first frame row this window holds.
     pub fn top(&self) -> u32 {
-        self.top
+        self.area.top_left.y as u32
     }
 
     /// The pixels held, row by row.
@@ -55,12 +67,15 @@ impl<C: PixelColor> Frame<C> {
         &self.pixels
     }
 
-    /// The rows held, as a rectangle in frame coordinates.
-    fn window(&self) -> Rectangle {
-        Rectangle::new(
-            Point::new(0, self.top as i32),
-            Size::new(self.width, self.rows),
-        )
+    /// The pixels of one held row, `0` being the window's top row.
+    pub fn row(&self, y: u32) -> &[C] {
+        let w = self.area.size.width as usize;
+        &self.pixels[y as usize * w..(y as usize + 1) * w]
+    }
+
+    fn index(&self, p: Point) -> usize {
+        let (x, y) = (p - self.area.top_left).into();
+        y as usize * self.area.size.width as usize + x as usize
     }
 }
 
@@ -78,11 +93,10 @@ impl<C: PixelColor> DrawTarget for Frame<C> {
     where
         I: IntoIterator<Item = Pixel<C>>,
     {
-        let window = self.window();
         for Pixel(p, color) in pixels {
-            if window.contains(p) {
-                let y = p.y as u32 - self.top;
-                self.pixels[(y * self.width + p.x as u32) as usize] = color;
+            if self.area.contains(p) {
+                let i = self.index(p);
+                self.pixels[i] = color;
             }
         }
         Ok(())
@@ -90,14 +104,14 @@ impl<C: PixelColor> DrawTarget for Frame<C> {
 
     // QR modules, scaled glyph pixels and backgrounds all arrive as rectangles.
     fn fill_solid(&mut self, area: &Rectangle, color: C) -> Result<(), Infallible> {
-        let area = area.intersection(&self.window());
+        let area = area.intersection(&self.area);
         if area.is_zero_sized() {
             return Ok(());
         }
-        let (x0, w) = (area.top_left.x as u32, area.size.width);
+        let w = area.size.width as usize;
         for y in area.rows() {
-            let start = ((y as u32 - self.top) * self.width + x0) as usize;
-            self.pixels[start..start + w as usize].fill(color);
+            let start = self.index(Point::new(area.top_left.x, y));
+            self.pixels[start..start + w].fill(color);
         }
         Ok(())
     }
@@ -124,5 +138,21 @@ mod tests {
             .unwrap();
         use BinaryColor::{Off, On};
         assert_eq!(band.pixels(), &[Off, On, On, Off, On, On, On, Off]);
+    }
+
+    #[test]
+    fn a_window_keeps_only_its_rectangle() {
+        use BinaryColor::{Off, On};
+        let area = Rectangle::new(Point::new(1, 1), Size::new(2, 2));
+        let mut w = Frame::window(4, 4, area, Off);
+        w.fill_solid(&Rectangle::new(Point::new(0, 0), Size::new(2, 4)), On)
+            .unwrap();
+        Pixel(Point::new(2, 2), On).draw(&mut w).unwrap();
+        Pixel(Point::new(3, 3), On).draw(&mut w).unwrap();
+        assert_eq!(w.pixels(), &[On, Off, On, On]);
+        assert_eq!(w.row(1), &[On, On]);
+        // Cut at the frame's edge.
+        let edge = Frame::window(4, 4, Rectangle::new(Point::new(3, 3), Size::new(5, 5)), Off);
+        assert_eq!(edge.pixels().len(), 1);
     }
 }

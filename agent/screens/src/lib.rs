@@ -3,11 +3,14 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod fb;
 mod frame;
 pub mod layout;
 mod png;
 pub mod qr;
+pub mod refresh;
 mod render;
+pub mod samples;
 pub mod strings;
 pub mod text;
 

@@ -7,7 +7,8 @@ use embedded_graphics::pixelcolor::{BinaryColor, Rgb565, Rgb888, RgbColor};
 
 use crate::{Drawing, Screen, ScreenColor, ScreenError};
 
-/// Rows drawn at a time: a 3840 px RGB888 band of 64 rows is 720 KiB, not a 24.9 MB frame.
+/// Rows drawn at a time: a 2160 px RGB888 band of 64 rows is 540 KiB (embedded-graphics keeps
+/// an RGB888 pixel in 4 bytes), not a 24.9 MB frame.
 pub const BAND_ROWS: u32 = 64;
 
 /// `screen` drawn for `profile` in the panel's own colour depth, as a PNG (greyscale for mono).
@@ -86,6 +87,7 @@ mod tests {
                 &p,
                 Screen::Attract {
                     link: &link,
+                    brand: crate::strings::BRAND,
                     banner: Banner::Offline,
                 },
             )
@@ -104,6 +106,7 @@ mod tests {
         vec![
             Screen::Attract {
                 link: LINK,
+                brand: crate::strings::BRAND,
                 banner: Banner::Ready,
             },
             Screen::Reveal(Reveal {
@@ -166,6 +169,7 @@ mod tests {
             &p,
             Screen::Attract {
                 link: LINK,
+                brand: crate::strings::BRAND,
                 banner: Banner::Ready,
             },
         )
@@ -174,6 +178,7 @@ mod tests {
             &p,
             Screen::Attract {
                 link: &next,
+                brand: crate::strings::BRAND,
                 banner: Banner::Ready,
             },
         )
@@ -202,6 +207,7 @@ mod tests {
         });
         let screen = Screen::Attract {
             link: LINK,
+            brand: crate::strings::BRAND,
             banner: Banner::SoldOut,
         };
         let drawing = Drawing::new(&p, screen).unwrap();

@@ -64,8 +64,12 @@ pub const ACCENT: Rgb888 = Rgb888::new(0xc8, 0x10, 0x2e);
 /// What a screen shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen<'a> {
-    /// The egg QR for `link`, the brand line and a state banner.
-    Attract { link: &'a str, banner: Banner },
+    /// The egg QR for `link`, the brand line (Chinese, English) and a state banner.
+    Attract {
+        link: &'a str,
+        brand: (&'a str, &'a str),
+        banner: Banner,
+    },
     /// The offer a shopper just got.
     Reveal(Reveal<'a>),
     /// The pickup code entry, with what was typed so far and the last outcome.
@@ -116,7 +120,9 @@ impl<'a> Drawing<'a> {
     pub fn new(profile: &Profile, screen: Screen<'a>) -> Result<Self, ScreenError> {
         let d = &profile.display;
         let plan = match screen {
-            Screen::Attract { link, .. } => {
+            Screen::Attract { link, brand, .. } => {
+                text::check(brand.0)?;
+                text::check(brand.1)?;
                 let qr = QrPlan::new(profile, link)?;
                 Plan::Attract(layout::attract(d, qr.side_px)?, qr)
             }
@@ -186,24 +192,90 @@ impl<'a> Drawing<'a> {
         Ok(())
     }
 
+    /// The whole panel, as a rectangle.
+    pub fn bounds(&self) -> Rectangle {
+        Rectangle::new(Point::zero(), self.size())
+    }
+
     /// Draws the screen in bands of at most `max_rows` rows through one reused buffer, handing
     /// each band to `sink` top to bottom, so a large frame never sits in memory whole.
     pub fn draw_bands<C, E>(
         &self,
+        max_rows: u32,
+        sink: impl FnMut(&Frame<C>) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        C: ScreenColor,
+    {
+        self.draw_area_bands(self.bounds(), max_rows, sink)
+    }
+
+    /// Draws just what lies in `area`, in bands of at most `max_rows` rows of it.
+    pub fn draw_area_bands<C, E>(
+        &self,
+        area: Rectangle,
         max_rows: u32,
         mut sink: impl FnMut(&Frame<C>) -> Result<(), E>,
     ) -> Result<(), E>
     where
         C: ScreenColor,
     {
+        let area = area.intersection(&self.bounds());
         let (bg, rows) = (C::from_rgb(BACKGROUND), max_rows.max(1));
-        let mut band = Frame::band(self.width, self.height, 0, rows, bg);
-        for top in (0..self.height).step_by(rows as usize) {
-            band.move_to(top, rows, bg);
+        let band_at = |top: u32| {
+            let h = rows.min(area.size.height - (top - area.top_left.y as u32));
+            Rectangle::new(
+                Point::new(area.top_left.x, top as i32),
+                Size::new(area.size.width, h),
+            )
+        };
+        let top = area.top_left.y as u32;
+        let mut band = Frame::window(self.width, self.height, band_at(top), bg);
+        for top in (top..top + area.size.height).step_by(rows as usize) {
+            band.move_to(band_at(top), bg);
             let Ok(()) = self.draw(&mut band);
             sink(&band)?;
         }
         Ok(())
+    }
+
+    /// What must be redrawn to turn a panel showing `self` into one showing `next`: `None`
+    /// when the whole panel changes (another screen, another layout), else the parts that
+    /// differ (empty when nothing does). A token rotation is just the QR region.
+    pub fn changes(&self, next: &Drawing<'_>) -> Option<Vec<Rectangle>> {
+        if self.size() != next.size() {
+            return None;
+        }
+        match (&self.plan, &next.plan, self.screen, next.screen) {
+            (
+                Plan::Attract(a, qa),
+                Plan::Attract(b, qb),
+                Screen::Attract {
+                    brand: brand_a,
+                    banner: banner_a,
+                    ..
+                },
+                Screen::Attract {
+                    brand: brand_b,
+                    banner: banner_b,
+                    ..
+                },
+            ) if a == b => {
+                let mut parts = Vec::new();
+                if qa != qb {
+                    parts.push(a.qr);
+                }
+                if brand_a != brand_b {
+                    parts.extend([a.brand_zh, a.brand_en]);
+                }
+                if banner_a != banner_b {
+                    parts.extend([a.banner_zh, a.banner_en]);
+                }
+                Some(parts)
+            }
+            _ if self.screen == next.screen => Some(Vec::new()),
+            _ => None,
+        }
     }
 
     /// Draws the whole screen.
@@ -215,9 +287,9 @@ impl<'a> Drawing<'a> {
         let (ink, accent) = (C::from_rgb(INK), C::from_rgb(ACCENT));
         target.clear(C::from_rgb(BACKGROUND))?;
         match (&self.plan, self.screen) {
-            (Plan::Attract(l, _), Screen::Attract { banner, .. }) => {
+            (Plan::Attract(l, _), Screen::Attract { brand, banner, .. }) => {
                 self.draw_qr(target)?;
-                pair(strings::BRAND, l.brand_zh, l.brand_en, l.scale, ink, target)?;
+                pair(brand, l.brand_zh, l.brand_en, l.scale, ink, target)?;
                 let (zh, en) = banner.text();
                 pair((zh, en), l.banner_zh, l.banner_en, l.scale, accent, target)?;
             }
@@ -355,6 +427,7 @@ mod tests {
             &p,
             Screen::Attract {
                 link,
+                brand: strings::BRAND,
                 banner: Banner::Ready,
             },
         )
@@ -377,6 +450,7 @@ mod tests {
         let screens = [
             Screen::Attract {
                 link: LINK,
+                brand: strings::BRAND,
                 banner: Banner::UpdatingConfig,
             },
             Screen::Reveal(Reveal {

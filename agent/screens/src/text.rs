@@ -185,7 +185,9 @@ mod tests {
             check(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
         }
         // Codes, times and the separator drawn between them.
-        check("0123456789 ABCDEFGHJKLMNPQRSTUVWXYZ:-·").unwrap();
+        check("0123456789 ABCDEFGHJKLMNPQRSTUVWXYZ:-·*").unwrap();
+        // Masked codes on the agent's public panel.
+        check("*****MZT").unwrap();
         check("取货码，保留至 18:30").unwrap();
     }
 
