@@ -83,6 +83,11 @@ enum Command {
         /// Client private key (PEM) for mutual TLS.
         #[arg(long, requires = "mqtt_cert")]
         mqtt_key: Option<PathBuf>,
+        /// Also draw the touchpoint's own screens on a Linux framebuffer: fb:/dev/fb0 (its
+        /// geometry and pixel format as the driver reports them), or a file laid out like
+        /// one: fb:FILE?size=WxH&format=rgb565|xrgb8888|bgr888|mono[&line_length=BYTES].
+        #[arg(long)]
+        display: Option<caidan_agent::display::fbdev::DisplayTarget>,
     },
     /// Offer catalogue maintenance.
     Offers {
@@ -115,7 +120,7 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
         #[arg(long, value_enum)]
-        screen: caidan_agent::screens::Which,
+        screen: caidan_agent::display::Which,
         #[arg(long)]
         out: PathBuf,
     },
@@ -204,6 +209,7 @@ fn main() -> Result<()> {
             mqtt_ca,
             mqtt_cert,
             mqtt_key,
+            display,
         } => {
             let mqtt = mqtt
                 .map(|url| -> Result<MqttTarget> {
@@ -217,7 +223,7 @@ fn main() -> Result<()> {
                     })
                 })
                 .transpose()?;
-            run(target, listen, screen_listen, mqtt)
+            run(target, listen, screen_listen, mqtt, display)
         }
         Command::Offers {
             command: OffersCommand::Import { file, target },
@@ -311,7 +317,7 @@ fn main() -> Result<()> {
             }
             // The screen's QR must be readable from where shoppers stand (the profile's
             // [scan] distance) and fit the panel, with the egg link this config makes.
-            let link = caidan_agent::screens::egg_link(&cfg, SystemClock::shared().now_ms());
+            let link = caidan_agent::display::egg_link(&cfg, SystemClock::shared().now_ms());
             caidan_screens::qr::QrPlan::new(cfg.profile(), &link)
                 .with_context(|| format!("{}: the screen's QR code", file.display()))?;
             println!(
@@ -348,7 +354,7 @@ fn main() -> Result<()> {
             };
             let now = SystemClock::shared().now_ms();
             let png =
-                caidan_agent::screens::render_png(&cfg, &profile, catalogue.as_ref(), screen, now)?;
+                caidan_agent::display::render_png(&cfg, &profile, catalogue.as_ref(), screen, now)?;
             std::fs::write(&out, png).with_context(|| format!("cannot write {}", out.display()))?;
             println!(
                 "{}: {} on {} ({}x{})",
@@ -458,6 +464,7 @@ fn run(
     listen: Option<SocketAddr>,
     screen_listen: Option<SocketAddr>,
     mqtt: Option<MqttTarget>,
+    display: Option<caidan_agent::display::fbdev::DisplayTarget>,
 ) -> Result<()> {
     let (cfg, data_dir) = target.load()?;
     let catalogue = match (&target.config, &cfg.catalogue) {
@@ -485,6 +492,7 @@ fn run(
             listen,
             screen_listen,
             mqtt: mqtt.clone(),
+            display: display.clone(),
         };
         let running = runtime::start(opts, clock.clone()).await?;
         let link = format!(

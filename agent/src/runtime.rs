@@ -17,6 +17,8 @@ use caidan_sync::uplink::{CONFIG_QUEUE, INBOUND_QUEUE, UplinkHandle, UplinkLinks
 use crate::catalogue::{Catalogue, CatalogueError, CatalogueFile};
 use crate::claim::ClaimSigner;
 use crate::config::AgentConfig;
+use crate::display::fbdev::DisplayTarget;
+use crate::display::panel::{Panel, PanelError};
 use crate::elsewhere::{Elsewhere, ElsewhereError};
 use crate::engine::Touchpoint;
 use crate::fleet;
@@ -57,6 +59,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Uplink(#[from] caidan_sync::uplink::UplinkError),
+    #[error(transparent)]
+    Display(#[from] PanelError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]
@@ -269,6 +273,8 @@ pub struct RunOptions {
     pub screen_listen: SocketAddr,
     /// Sync the outbox to this broker (`mqtt://` or `mqtts://`); none keeps it local.
     pub mqtt: Option<MqttTarget>,
+    /// Draw the touchpoint's own screens on this framebuffer.
+    pub display: Option<DisplayTarget>,
 }
 
 /// Where and how the uplink connects.
@@ -406,6 +412,12 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         location: cfg.device.location,
         tz: cfg.timezone(),
         elsewhere: elsewhere(cfg, clock.clone())?,
+        signals: Arc::default(),
+    };
+    // The panel opens before anything is served: a wrong --display fails the start.
+    let panel = match &opts.display {
+        Some(target) => Some(Panel::open(target, cfg.profile())?),
+        None => None,
     };
     let (stop, stopped) = watch::channel(false);
     let limits = with_descriptors(serve_limits(cfg));
@@ -423,6 +435,15 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         metrics.clone(),
         stopped.clone(),
     ));
+    if let Some(panel) = panel {
+        let p = &panel.profile().display;
+        tracing::info!(width = p.width, height = p.height, depth = ?p.depth, "drawing screens on the panel");
+        tokio::spawn(crate::display::panel::run(
+            panel,
+            state.clone(),
+            stopped.clone(),
+        ));
+    }
     let limiters = state.limiters.clone();
     let wrong = state.wrong_codes.clone();
     // Holds whose window ended while the agent was down are released at once.
@@ -477,6 +498,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
                 live: state.live.clone(),
                 tokens: tokens.clone(),
                 uplink: handle.controls(),
+                signals: state.signals.clone(),
             };
             let runner = fleet::apply::Runner::new(base.clone(), cfg.clone(), stored, targets);
             tokio::spawn(runner.run(config_rx));

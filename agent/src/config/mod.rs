@@ -434,6 +434,16 @@ impl AgentConfig {
                 "at most 40 Chinese or 80 English characters".into(),
             ));
         }
+        if let Some(b) = &self.brand_line {
+            for (lang, line) in [("zh", &b.zh), ("en", &b.en)] {
+                caidan_screens::text::check(line).map_err(|e| {
+                    bad(
+                        "brand_line",
+                        format!("{lang} {line:?} cannot be drawn on the panel: {e}"),
+                    )
+                })?;
+            }
+        }
         if !(1_000..=600_000).contains(&self.fleet.fetch_timeout_ms) {
             return Err(bad(
                 "fleet.fetch_timeout_ms",
@@ -609,6 +619,20 @@ mod tests {
             .to_string();
         assert!(
             err.contains("x.toml") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_brand_line_the_panel_cannot_draw_is_refused() {
+        let with =
+            |zh: &str| format!("brand_line = {{ zh = \"{zh}\", en = \"Treats\" }}\n{DEMO_CONFIG}");
+        AgentConfig::from_toml(&with("周末特惠"), "x.toml").unwrap();
+        let err = AgentConfig::from_toml(&with("周末🥚"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("brand_line: zh \"周末🥚\" cannot be drawn") && err.contains('🥚'),
             "{err}"
         );
     }

@@ -144,6 +144,8 @@ pub struct Targets {
     pub live: LiveCell,
     pub tokens: TokenSigner,
     pub uplink: UplinkControls,
+    /// Tells the panel a config is being applied.
+    pub signals: Arc<crate::display::signals::Signals>,
 }
 
 /// Applies config documents as they come, one at a time.
@@ -220,7 +222,10 @@ impl Runner {
             Ok(Decision::Apply(plan)) => {
                 let (layer, version) = (plan.id.clone(), plan.applied.version);
                 let started = std::time::Instant::now();
-                match self.apply(*plan, &verified.document).await {
+                self.targets.signals.updating(true);
+                let applied = self.apply(*plan, &verified.document).await;
+                self.targets.signals.updating(false);
+                match applied {
                     Ok(()) => {
                         tracing::info!(%layer, version, ms = started.elapsed().as_millis() as u64, "config applied");
                         self.answer(head, digest, None);
@@ -271,6 +276,7 @@ impl Runner {
             .await
             .map_err(|e| Rejection::new(RejectCode::StoreFailed, e.to_string()))?;
         if imported {
+            self.targets.signals.restocked();
             crate::runtime::release_freed_memory();
             self.stored.catalogue_digest = catalogue_digest;
         }

@@ -24,8 +24,8 @@ const COOKIE_NAME: &str = "caidan_sid";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EggRequest {
-    token: String,
-    shopper: Option<String>,
+    pub(super) token: String,
+    pub(super) shopper: Option<String>,
 }
 
 /// Who is asking: body, then the app's `X-Shopper-Id`, then our first-party cookie; a new
@@ -74,11 +74,11 @@ fn shopper_from(body: Option<&str>, headers: &HeaderMap) -> Result<Shopper, ApiE
     }
 }
 
-/// A store error as the shopper sees it: a full store is said plainly (507, nothing was
-/// recorded); anything else is a 503 worth retrying.
+/// A store error as the shopper sees it: a full store (over its budget, or on a full disk)
+/// is said plainly (507, nothing was recorded); anything else is a 503 worth retrying.
 fn store_error(state: &AppState, e: StoreError) -> ApiError {
     match e {
-        StoreError::StorageFull { .. } => {
+        StoreError::StorageFull { .. } | StoreError::DiskFull => {
             state.metrics.rejection("storage_full");
             tracing::warn!(error = %e, "egg refused");
             ApiError::new(
@@ -218,6 +218,9 @@ pub async fn crack(
     let c = &outcome.claim;
     if !outcome.existing {
         state.metrics.claim(c.kind.as_str(), c.fallback);
+        state
+            .signals
+            .claimed(reveal_moment(&state, c), c.fallback, now);
     }
     let signed = state.claims.sign(&ClaimEssentials {
         device: &state.device,
@@ -274,4 +277,31 @@ pub async fn crack(
         (status, Json(body)).into_response(),
         shopper.new_cookie,
     ))
+}
+
+/// What the touchpoint's own panel reveals of a new claim. The panel is public: codes are
+/// shown masked to their last three characters, enough for the shopper to match them with
+/// the phone, too little for a bystander to use.
+fn reveal_moment(state: &AppState, c: &crate::store::ClaimRecord) -> crate::display::view::Moment {
+    let masked = |code: &str| {
+        let n = code.chars().count();
+        code.chars()
+            .enumerate()
+            .map(|(i, ch)| if i + 3 < n { '*' } else { ch })
+            .collect::<String>()
+    };
+    let (code, hold_until) = match &c.pickup {
+        Some(p) => (
+            masked(p.code.reveal()),
+            jiff::Timestamp::from_millisecond(p.hold_until_ms)
+                .ok()
+                .map(|t| t.to_zoned(state.tz.clone()).strftime("%H:%M").to_string()),
+        ),
+        None => (masked(c.claim_code.as_str()), None),
+    };
+    crate::display::view::Moment::Claimed {
+        title: (c.title.zh.clone(), c.title.en.clone()),
+        code,
+        hold_until,
+    }
 }

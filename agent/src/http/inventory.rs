@@ -17,7 +17,7 @@ use crate::elsewhere::Nearby;
 use crate::inventory::StockRefusal;
 use crate::store::StockUpdate;
 
-fn sku_of(text: &str) -> Result<Ident, ApiError> {
+pub(super) fn sku_of(text: &str) -> Result<Ident, ApiError> {
     Ident::new(text).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_sku", e.to_string()))
 }
 
@@ -98,12 +98,12 @@ pub async fn one(
 #[serde(deny_unknown_fields)]
 pub struct StockRequest {
     /// Units on hand as counted (with `reason: count`).
-    set: Option<i64>,
+    pub(super) set: Option<i64>,
     /// Units added (restock, positive) or removed (damage, negative).
-    delta: Option<i64>,
-    reason: String,
+    pub(super) delta: Option<i64>,
+    pub(super) reason: String,
     #[serde(default)]
-    note: Option<String>,
+    pub(super) note: Option<String>,
 }
 
 /// `POST /api/v1/inventory/{sku}`: staff record a restock, a count or damage. On hand never

@@ -34,6 +34,8 @@ pub struct Metrics {
     pickups: Family<Labels, Counter>,
     orders: Family<Labels, Counter>,
     impressions: Counter,
+    screen_refreshes: Family<Labels, Counter>,
+    screen_pixels: Counter,
     outbox_depth: Gauge,
     store_used: Gauge,
     store_budget: Gauge,
@@ -112,6 +114,18 @@ impl Metrics {
                 "QR codes shown on screen",
                 Counter::default(),
             ),
+            screen_refreshes: registered(
+                reg,
+                "screen_refreshes",
+                "Updates of the agent's own panel, full or partial (e-paper: flash or not)",
+                Family::default(),
+            ),
+            screen_pixels: registered(
+                reg,
+                "screen_pixels_written",
+                "Pixels the agent wrote to its panel",
+                Counter::default(),
+            ),
             outbox_depth: gauge(
                 reg,
                 "outbox_depth",
@@ -166,6 +180,19 @@ impl Metrics {
             registry: Arc::new(r),
             uplink: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The uplink's status, when it runs.
+    pub fn uplink_status(&self) -> Option<UplinkStatus> {
+        self.uplink.get().map(|w| w.borrow().clone())
+    }
+
+    /// One update of the agent's panel.
+    pub fn screen_refresh(&self, kind: &'static str, pixels: u64) {
+        self.screen_refreshes
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
+        self.screen_pixels.inc_by(pixels);
     }
 
     /// Reports the uplink's status from now on.

@@ -2,6 +2,8 @@
 //! writer, and answer only after the writer's commit.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod bodies;
 mod console;
 mod egg;
 mod error;
@@ -69,6 +71,8 @@ pub struct AppState {
     pub location: Option<Location>,
     pub tz: TimeZone,
     pub elsewhere: Option<Arc<Elsewhere>>,
+    /// What the agent's own panel reflects: claims to reveal, pickups, sold out, updating.
+    pub signals: Arc<crate::display::signals::Signals>,
 }
 
 impl AppState {

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use caidan_screens::strings::PickupStatus;
 use caidan_sync::contract::{DispenseFault, PickupCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,7 +20,7 @@ use crate::store::{HoldView, NotOpen, PickupRefusal};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PickupRequest {
-    code: String,
+    pub(super) code: String,
 }
 
 fn bad_body(state: &AppState, e: JsonRejection) -> ApiError {
@@ -171,6 +172,17 @@ pub async fn vending_pickup(
         Ok(Ok((hold, fault)))
     });
     let outcome: Result<_, crate::store::StoreError> = task.await.map_err(ApiError::internal)?;
+    let status = match &outcome {
+        Ok(Err(_)) => Some(PickupStatus::WrongCode),
+        Ok(Ok((_, None))) => Some(PickupStatus::PickedUp),
+        Ok(Ok((_, Some(_)))) => Some(PickupStatus::DispenseJam),
+        Err(_) => None,
+    };
+    if let Some(status) = status {
+        state
+            .signals
+            .pickup(crate::display::view::Moment::Pickup { status }, now);
+    }
     match outcome.map_err(ApiError::internal)? {
         Err(r) => Err(refused(&state, who, now, r)),
         Ok((hold, None)) => {

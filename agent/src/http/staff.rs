@@ -16,7 +16,7 @@ use crate::store::RedeemRefusal;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
-    code: String,
+    pub(super) code: String,
 }
 
 /// `POST /api/v1/redemptions`: redeems a claim at most once. Wrong codes are counted per

@@ -2,6 +2,8 @@
 //! commits concurrent requests together (group commit). Readers use their own connections.
 
 pub mod budget;
+#[cfg(test)]
+mod disk_full_tests;
 mod ops;
 pub use ops::{ConfigApply, META_CATALOGUE, META_REJECTION, META_TRUST};
 pub mod read;
@@ -80,6 +82,10 @@ pub enum StoreError {
         "store full: {used} bytes in use of a {limit} byte storage budget; nothing was recorded (room returns as the data bank acknowledges the outbox)"
     )]
     StorageFull { used: u64, limit: u64 },
+    #[error(
+        "disk full: the file system holding the store has no room (SQLITE_FULL); nothing was recorded (new eggs resume once a write succeeds again)"
+    )]
+    DiskFull,
 }
 
 impl StoreError {

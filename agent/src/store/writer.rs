@@ -29,6 +29,9 @@ use caidan_sync::uplink::ShopperSignal;
 /// Commands waiting for the writer before callers wait for room.
 const QUEUE: usize = 4096;
 const MIB: f64 = 1024.0 * 1024.0;
+/// While the disk is full, new claims are refused without trying; one is let through to
+/// probe for room at most this often (a trim that frees rows clears the state at once).
+const DISK_PROBE_MS: i64 = 2_000;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -116,6 +119,38 @@ enum Command {
     Expire {
         reply: Option<Reply<usize>>,
     },
+    /// Caps the store file at `pages` pages (`PRAGMA max_page_count`), so that tests can
+    /// fill the "disk".
+    #[cfg(test)]
+    MaxPageCount {
+        pages: u64,
+        reply: Reply<u64>,
+    },
+}
+
+/// After a command met a full disk, the rest of the batch is refused as over budget.
+/// SQLite may answer SQLITE_FULL by rolling back the whole transaction: then what the
+/// batch did before is gone too, and all of it is refused.
+fn check_disk(conn: &Connection, disk_full: bool, refusing: &mut bool) -> Result<(), StoreError> {
+    if disk_full {
+        *refusing = true;
+        if conn.is_autocommit() {
+            return Err(StoreError::DiskFull);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` is SQLite's `SQLITE_FULL`: the disk (or the file's page cap) has no room.
+fn is_disk_full(e: &StoreError) -> bool {
+    match e {
+        StoreError::DiskFull => true,
+        StoreError::Sql(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+        }
+        StoreError::CommitFailed(inner) => is_disk_full(inner),
+        _ => false,
+    }
 }
 
 /// An answer held back until its batch commits.
@@ -124,6 +159,7 @@ type Pending = Box<dyn FnOnce(Option<&Arc<StoreError>>) + Send>;
 fn pend<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Pending {
     Box::new(move |commit_error| {
         let _ = reply.send(match commit_error {
+            Some(e) if is_disk_full(e) => Err(StoreError::DiskFull),
             Some(e) => Err(StoreError::CommitFailed(e.clone())),
             None => result,
         });
@@ -197,6 +233,7 @@ impl Writer {
             budget,
             watch: FillWatch::default(),
             storage: storage.clone(),
+            disk_full_at: None,
         };
         worker.data_version = worker.data_version()?;
         worker.measure_fill();
@@ -488,6 +525,13 @@ impl WriterHandle {
     pub fn catalogue_version(&self) -> i64 {
         self.catalogue_version.load(Ordering::Relaxed)
     }
+
+    /// Caps the store file at `pages` pages on the writer's connection; returns the cap.
+    #[cfg(test)]
+    pub(crate) async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
+        self.call(|reply| Command::MaxPageCount { pages, reply })
+            .await
+    }
 }
 
 struct Worker {
@@ -502,6 +546,8 @@ struct Worker {
     budget: StorageBudget,
     watch: FillWatch,
     storage: Arc<StorageGauge>,
+    /// When a write last found the disk full (monotonic ms); `None` while there is room.
+    disk_full_at: Option<i64>,
 }
 
 impl Worker {
@@ -537,11 +583,21 @@ impl Worker {
             }
         };
         let fill = self.budget.fill(used);
+        // A full disk is a full store, whatever the budget says.
+        let shown = match self.disk_full_at {
+            Some(_) => Fill::Full,
+            None => fill,
+        };
         self.storage.used.store(used, Ordering::Relaxed);
-        self.storage.fill.store(fill as u8, Ordering::Relaxed);
-        if let Some(level) = self.watch.update(fill) {
+        self.storage.fill.store(shown as u8, Ordering::Relaxed);
+        if let Some(level) = self.watch.update(shown) {
             let (used_mib, limit_mib) = (used as f64 / MIB, self.budget.limit as f64 / MIB);
             match level {
+                Fill::Full if fill != Fill::Full => tracing::error!(
+                    used_mib,
+                    limit_mib,
+                    "store full: the disk has no room (SQLITE_FULL); new eggs are refused and impression counts dropped until a write succeeds again"
+                ),
                 Fill::Full => tracing::error!(
                     used_mib,
                     limit_mib,
@@ -590,11 +646,21 @@ impl Worker {
         }
         let fill = self.measure_fill();
         let (used, limit) = (self.storage.used.load(Ordering::Relaxed), self.budget.limit);
-        let full = move || StoreError::StorageFull { used, limit };
+        let full = move || match fill {
+            Fill::Full => StoreError::StorageFull { used, limit },
+            _ => StoreError::DiskFull,
+        };
         let now = Now {
             ms: self.clock.now_ms(),
             uptime_ms: self.clock.monotonic_ms(),
         };
+        // Over the budget nothing new is tried; on a full disk one batch in a while probes.
+        let mut refusing = fill == Fill::Full
+            || self
+                .disk_full_at
+                .is_some_and(|at| now.uptime_ms.saturating_sub(at) < DISK_PROBE_MS);
+        let mut disk_full = false;
+        let changes_before = self.conn.total_changes();
         let seq_before = self.state.next_seq;
         let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut reload_after = false;
@@ -603,6 +669,7 @@ impl Worker {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             for cmd in batch.drain(..) {
+                check_disk(&tx, disk_full, &mut refusing)?;
                 let st = &mut self.state;
                 // A trim is one plain DELETE and needs no savepoint (so it journals no
                 // pages): if it fails, the whole group fails and every caller is told.
@@ -617,24 +684,40 @@ impl Worker {
                             return Err(e);
                         }
                     },
-                    Command::Claim { reply, .. } if fill == Fill::Full => {
+                    // A rescan needs no write: the shopper still gets today's claim back.
+                    Command::Claim { shopper, reply, .. } if refusing => {
+                        let result = match ops::claim_today(&tx, st, now, &shopper) {
+                            Ok(Some(outcome)) => Ok(Ok(outcome)),
+                            Ok(None) => Err(full()),
+                            Err(e) => Err(e),
+                        };
+                        pending.push(pend(reply, result));
+                        continue;
+                    }
+                    Command::Scan { reply, .. } if refusing => {
                         pending.push(pend(reply, Err(full())));
                         continue;
                     }
-                    Command::Scan { reply, .. } if fill == Fill::Full => {
-                        pending.push(pend(reply, Err(full())));
-                        continue;
-                    }
-                    Command::Impressions { count, .. } if fill == Fill::Full => {
+                    Command::Impressions { count, .. } if refusing => {
                         self.storage
                             .impressions_dropped
                             .fetch_add(count, Ordering::Relaxed);
                         tracing::warn!(count, "store full: impression count not stored");
                         continue;
                     }
+                    #[cfg(test)]
+                    Command::MaxPageCount { pages, reply } => {
+                        let r = tx
+                            .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+                            .map_err(StoreError::from);
+                        pending.push(pend(reply, r));
+                        continue;
+                    }
                     other => other,
                 };
                 let sp = tx.savepoint()?;
+                // A command that found the disk full is undone whole (its savepoint) and
+                // answered `DiskFull`; the commands after it are refused as over budget.
                 macro_rules! run {
                     ($reply:expr, $result:expr) => {{
                         let result = $result;
@@ -643,6 +726,14 @@ impl Worker {
                         } else {
                             drop(sp);
                         }
+                        let result = result.map_err(|e| {
+                            if is_disk_full(&e) {
+                                disk_full = true;
+                                StoreError::DiskFull
+                            } else {
+                                e
+                            }
+                        });
                         pending.push(pend($reply, result));
                     }};
                 }
@@ -665,6 +756,8 @@ impl Worker {
                         run!(reply, ops::redeem(&sp, st, now, &code))
                     }
                     Command::Trim { .. } => unreachable!("trims run before the savepoint"),
+                    #[cfg(test)]
+                    Command::MaxPageCount { .. } => unreachable!("run before the savepoint"),
                     Command::Import { catalogue, reply } => {
                         reload_after = true;
                         run!(reply, ops::import(&sp, st, now, &catalogue))
@@ -728,6 +821,7 @@ impl Worker {
                                     Ok(_) => sp.commit()?,
                                     Err(e) => {
                                         tracing::error!(error = %e, "expiry pass failed");
+                                        disk_full |= is_disk_full(&e);
                                         drop(sp);
                                         reload_after = true;
                                     }
@@ -741,19 +835,34 @@ impl Worker {
                     Command::Impressions { minute_ms, count } => {
                         if let Err(e) = ops::impressions(&sp, st, now, minute_ms, count) {
                             tracing::error!(error = %e, "impression event not stored");
+                            disk_full |= is_disk_full(&e);
                         } else {
                             sp.commit()?;
                         }
                     }
                 }
             }
+            check_disk(&tx, disk_full, &mut refusing)?;
             tx.commit()?;
             Ok(())
         })();
         let error = outcome.err().map(Arc::new);
         if let Some(e) = &error {
             tracing::error!(error = %e, "batch commit failed: reloading state from the store");
+            disk_full |= is_disk_full(e);
             reload_after = true;
+        }
+        // The full flag follows the last write: set by SQLITE_FULL, cleared by a commit that
+        // changed rows without meeting it (room is back: a trim, or space the operator freed).
+        let was_full = self.disk_full_at.is_some();
+        if disk_full {
+            self.disk_full_at = Some(now.uptime_ms);
+        } else if was_full && error.is_none() && self.conn.total_changes() > changes_before {
+            self.disk_full_at = None;
+            tracing::info!("the disk has room again: new eggs are taken");
+        }
+        if was_full != self.disk_full_at.is_some() {
+            self.measure_fill();
         }
         for p in pending {
             p(error.as_ref());

@@ -46,6 +46,17 @@ impl TestAgent {
         dir: tempfile::TempDir,
         mqtt: Option<&str>,
     ) -> TestAgent {
+        Self::start_on(catalogue, config, dir, mqtt, None).await
+    }
+
+    /// An agent as [`TestAgent::start_in`], drawing its screens on `display` (`fb:...`).
+    pub async fn start_on(
+        catalogue: Value,
+        config: AgentConfig,
+        dir: tempfile::TempDir,
+        mqtt: Option<&str>,
+        display: Option<&str>,
+    ) -> TestAgent {
         let catalogue = CatalogueFile {
             text: catalogue.to_string(),
             origin: "test".into(),
@@ -66,6 +77,7 @@ impl TestAgent {
                 url: url.parse().expect("test broker URL"),
                 tls: Default::default(),
             }),
+            display: display.map(|d| d.parse().expect("test display")),
         };
         let running = runtime::start(opts, time.clone()).await.unwrap();
         let http = reqwest::Client::builder()

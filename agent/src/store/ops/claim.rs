@@ -127,6 +127,23 @@ fn pickup_info(st: &State, claim: &ClaimCode, hold: &HoldRow) -> PickupInfo {
     }
 }
 
+/// The egg the shopper already holds today, if any; reads only (for a store that is full).
+pub fn claim_today(
+    conn: &Connection,
+    st: &State,
+    now: Now,
+    shopper: &ShopperHash,
+) -> Result<Option<ClaimOutcome>, StoreError> {
+    let day = now.moment(st).today().to_string();
+    Ok(match shopper_view(conn, st, shopper, &day)? {
+        Seen::Today(claim) => Some(ClaimOutcome {
+            claim: *claim,
+            existing: true,
+        }),
+        Seen::Before(_) => None,
+    })
+}
+
 /// Gives the shopper today's egg: the one they already hold, or a new claim.
 pub fn claim(
     conn: &Connection,

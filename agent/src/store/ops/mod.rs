@@ -24,7 +24,7 @@ use crate::engine::Moment;
 use crate::events::NewEvent;
 
 pub use catalogue::import;
-pub use claim::claim;
+pub use claim::{claim, claim_today};
 pub use config::{
     ConfigApply, META_CATALOGUE, META_REJECTION, META_TRUST, apply_config, reject_config,
 };
