@@ -10,7 +10,7 @@ use caidan_cloud::broker;
 use caidan_cloud::cli::MqttTlsArgs;
 use caidan_cloud::databank::auth::{Access, DEMO_ACK_KEY, DEMO_BRANDS};
 use caidan_cloud::databank::{
-    Databank, DatabankConfig, HttpsConfig, IngestConfig, parse_store_url,
+    Databank, DatabankConfig, HttpsConfig, IngestConfig, StoreUrl, parse_store_url,
 };
 use caidan_cloud::fleet::{self, cli::FleetArgs};
 use caidan_sync::broker_url::BrokerUrl;
@@ -51,7 +51,8 @@ enum Command {
         mqtt: String,
         #[command(flatten)]
         tls: MqttTlsArgs,
-        /// Store, sqlite:PATH.
+        /// Store: sqlite:PATH, or postgres://USER[:PASSWORD]@HOST:PORT/DATABASE which
+        /// several data banks may share.
         #[arg(long)]
         store: String,
         /// Access file (TOML): each brand's and operator's API token hash.
@@ -76,7 +77,7 @@ enum Command {
         /// MQTT listen address of the embedded broker.
         #[arg(long, default_value = broker::DEFAULT_LISTEN)]
         listen: SocketAddr,
-        /// Store, sqlite:PATH.
+        /// Store: sqlite:PATH or postgres://USER[:PASSWORD]@HOST:PORT/DATABASE.
         #[arg(long, default_value = "sqlite:./caidan-cloud-data/databank.db")]
         store: String,
         /// Brands file; the embedded demo brands when omitted.
@@ -114,6 +115,10 @@ struct DatabankArgs {
     /// Largest accepted batch payload in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BATCH_BYTES)]
     max_batch_bytes: usize,
+    /// Days of raw events a PostgreSQL store keeps (whole day partitions are dropped);
+    /// all of them when omitted. The funnel rollups are always kept.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    retention_days: Option<u32>,
     /// Test hook: abort once this many batches are committed, before acknowledging.
     #[arg(long, hide = true)]
     crash_after_commits: Option<u64>,
@@ -128,10 +133,29 @@ fn databank_config(
     args: DatabankArgs,
     shared: bool,
 ) -> anyhow::Result<DatabankConfig> {
-    let store_path = parse_store_url(store)?;
+    let mut store = parse_store_url(store)?;
+    // One MQTT session per ingester: a SQLite store's path names it; ingesters sharing a
+    // PostgreSQL database differ by where they serve HTTP.
+    let identity = match &mut store {
+        StoreUrl::Sqlite(path) => {
+            anyhow::ensure!(
+                args.retention_days.is_none(),
+                "--retention-days needs a postgres:// store (a SQLite store keeps every event)"
+            );
+            let abs = std::path::absolute(&*path).unwrap_or_else(|_| path.clone());
+            abs.to_string_lossy().into_owned()
+        }
+        StoreUrl::Postgres(options) => {
+            options.retention_days = args.retention_days;
+            format!(
+                "{store_shown} {}",
+                args.http,
+                store_shown = StoreUrl::Postgres(options.clone())
+            )
+        }
+    };
     let client_id = args.client_id.unwrap_or_else(|| {
-        let abs = std::path::absolute(&store_path).unwrap_or_else(|_| store_path.clone());
-        let digest = Sha256::digest(abs.to_string_lossy().as_bytes());
+        let digest = Sha256::digest(identity.as_bytes());
         format!("caidan-databank-{}", &hex::encode(digest)[..12])
     });
     let group = (shared && args.share_group != "none").then_some(args.share_group);
@@ -147,7 +171,7 @@ fn databank_config(
             crash_after_commits: args.crash_after_commits,
             ack_key,
         },
-        store_path,
+        store,
         http_listen: args.http,
         https: args
             .https

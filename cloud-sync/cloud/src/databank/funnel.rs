@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use caidan_sync::contract::{EventType, OrderState, Stage};
+use caidan_sync::contract::{Event, EventData, EventType, OrderState, Stage};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,35 @@ pub struct Fact {
     pub count: Option<i64>,
     /// The new state, for an order event.
     pub order_state: Option<OrderState>,
+}
+
+impl Fact {
+    /// The facts of an event, as the store's columns keep them.
+    pub fn of(e: &Event) -> Fact {
+        Fact {
+            ty: Some(e.event_type()),
+            device: e.device.to_string(),
+            scene: Some(e.data.scene().as_str().to_owned()),
+            offer: e.offer().map(|o| o.as_str().to_owned()),
+            time_ms: e.time.as_millisecond(),
+            brand: e.brand().map(|b| b.as_str().to_owned()),
+            brands: match &e.data {
+                EventData::Impression(_) | EventData::Scan(_) => e
+                    .data
+                    .brands()
+                    .iter()
+                    .map(|b| b.as_str().to_owned())
+                    .collect(),
+                _ => Vec::new(),
+            },
+            shopper: e.data.shopper().map(|s| s.as_str().to_owned()),
+            count: matches!(e.data, EventData::Impression(_)).then(|| e.data.count() as i64),
+            order_state: match &e.data {
+                EventData::Order(d) => Some(d.state),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// One funnel row (or the totals).
@@ -112,6 +141,44 @@ fn classify(brand: &str, f: &Fact) -> Option<(Stage, u64)> {
     ours.then_some((stage, amount))
 }
 
+/// Every brand `f` counts toward, with the stage and amount: what a rollup adds for it.
+pub fn contributions(f: &Fact) -> Vec<(&str, Stage, u64)> {
+    let candidates: Vec<&str> = match f.ty {
+        Some(ty) if ty.is_about_one_brand() => f.brand.as_deref().into_iter().collect(),
+        Some(_) => {
+            let mut b: Vec<&str> = f.brands.iter().map(String::as_str).collect();
+            b.sort_unstable();
+            b.dedup();
+            b
+        }
+        None => Vec::new(),
+    };
+    candidates
+        .into_iter()
+        .filter_map(|b| classify(b, f).map(|(stage, n)| (b, stage, n)))
+        .collect()
+}
+
+/// The start of the UTC hour `time_ms` falls in.
+pub fn hour_of(time_ms: i64) -> i64 {
+    time_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// `[from_ms, to_ms)` widened to whole UTC hours: what a funnel from hourly cells covers.
+pub fn whole_hours(from_ms: i64, to_ms: i64) -> (i64, i64) {
+    (hour_of(from_ms), hour_of(to_ms.saturating_add(HOUR_MS - 1)))
+}
+
+/// One hour in milliseconds.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The key of an hour row, `YYYY-MM-DDTHH:00Z`.
+pub fn hour_key(time_ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(time_ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:00Z").to_string())
+        .unwrap_or_else(|_| "(invalid)".into())
+}
+
 /// The stored `type` values the funnel reads, as an SQL list: every type some of whose
 /// facts count (orders too; [`classify`] keeps the picked-up ones).
 fn funnel_types_sql() -> String {
@@ -129,9 +196,7 @@ fn key_of(by: GroupBy, f: &Fact) -> String {
         GroupBy::Touchpoint => f.device.clone(),
         GroupBy::Scene => or_none(&f.scene),
         GroupBy::Offer => or_none(&f.offer),
-        GroupBy::Hour => jiff::Timestamp::from_millisecond(f.time_ms)
-            .map(|t| t.strftime("%Y-%m-%dT%H:00Z").to_string())
-            .unwrap_or_else(|_| "(invalid)".into()),
+        GroupBy::Hour => hour_key(f.time_ms),
     }
 }
 
@@ -221,6 +286,14 @@ mod tests {
             count: None,
             ..fact("order", "d3", Some(brand), &[], shopper)
         }
+    }
+
+    #[test]
+    fn ranges_widen_to_whole_hours() {
+        let h = HOUR_MS;
+        assert_eq!(whole_hours(10 * h + 1, 11 * h), (10 * h, 11 * h));
+        assert_eq!(whole_hours(10 * h, 11 * h + 1), (10 * h, 12 * h));
+        assert_eq!(whole_hours(-1, 0), (-h, 0));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The data bank: ingests event batches from MQTT into SQLite exactly once, acknowledges
+//! The data bank: ingests event batches from MQTT into SQLite or PostgreSQL exactly once, acknowledges
 //! them per device and epoch, keeps each touchpoint's latest stock, and serves each brand
 //! its AIPL funnel and each fleet its stock over HTTP and, optionally, HTTPS.
 
@@ -29,6 +29,7 @@ pub use https::HttpsConfig;
 use https::{HttpsError, HttpsListener};
 pub use ingest::IngestConfig;
 use metrics::Metrics;
+use store::pg::{PgOptions, PgStore};
 use store::{Store, StoreError};
 
 /// Why the data bank did not start.
@@ -55,7 +56,7 @@ pub enum DatabankError {
 #[derive(Clone)]
 pub struct DatabankConfig {
     pub ingest: IngestConfig,
-    pub store_path: PathBuf,
+    pub store: StoreUrl,
     pub http_listen: SocketAddr,
     /// An HTTPS listener beside the plain one, when set.
     pub https: Option<HttpsConfig>,
@@ -63,15 +64,57 @@ pub struct DatabankConfig {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Turns `sqlite:PATH` into the path.
-pub fn parse_store_url(url: &str) -> Result<PathBuf, DatabankError> {
+/// Where the data bank keeps its events.
+#[derive(Debug, Clone)]
+pub enum StoreUrl {
+    /// One SQLite file (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database several data banks may share.
+    Postgres(PgOptions),
+}
+
+impl std::fmt::Display for StoreUrl {
+    /// The path, or the PostgreSQL URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::Postgres(o) => {
+                let url = &o.url;
+                match (url.find("://"), url.rfind('@')) {
+                    (Some(s), Some(at)) if at > s => {
+                        let user = &url[s + 3..at];
+                        let user = user.split(':').next().unwrap_or_default();
+                        write!(f, "{}{user}@{}", &url[..s + 3], &url[at + 1..])
+                    }
+                    _ => f.write_str(url),
+                }
+            }
+        }
+    }
+}
+
+/// Turns `sqlite:PATH` or `postgres://...` (`postgresql://...`) into a [`StoreUrl`].
+pub fn parse_store_url(url: &str) -> Result<StoreUrl, DatabankError> {
+    let bad = |reason| DatabankError::BadUrl {
+        url: StoreUrl::Postgres(PgOptions {
+            url: url.to_owned(),
+            retention_days: None,
+        })
+        .to_string(),
+        reason,
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        url.parse::<postgres::Config>()
+            .map_err(|_| bad("not a valid PostgreSQL connection URL"))?;
+        return Ok(StoreUrl::Postgres(PgOptions {
+            url: url.to_owned(),
+            retention_days: None,
+        }));
+    }
     url.strip_prefix("sqlite:")
         .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| DatabankError::BadUrl {
-            url: url.to_owned(),
-            reason: "expected sqlite:PATH",
-        })
+        .map(|p| StoreUrl::Sqlite(PathBuf::from(p)))
+        .ok_or_else(|| bad("expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"))
 }
 
 /// A running data bank.
@@ -90,13 +133,11 @@ impl Databank {
     /// Opens the store, binds HTTP and starts ingesting. Must run inside a tokio runtime.
     pub async fn start(cfg: DatabankConfig) -> Result<Databank, DatabankError> {
         let store_err = |source| DatabankError::Store {
-            path: cfg.store_path.display().to_string(),
+            path: cfg.store.to_string(),
             source,
         };
-        if let Some(dir) = cfg
-            .store_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
+        if let StoreUrl::Sqlite(path) = &cfg.store
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir).map_err(|e| store_err(StoreError::Io(e)))?;
         }
@@ -106,11 +147,29 @@ impl Databank {
             Some(h) => Some(HttpsListener::bind(h).await?),
             None => None,
         };
-        let store = Store::open(&cfg.store_path, cfg.clock.clone()).map_err(store_err)?;
         let metrics = Arc::new(Metrics::default());
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let (writer, writer_thread) =
-            writer::spawn(store, metrics.clone(), 4096, done_tx).map_err(DatabankError::Thread)?;
+        let (writer, writer_thread, reader) = match &cfg.store {
+            StoreUrl::Sqlite(path) => {
+                let store = Store::open(path, cfg.clock.clone()).map_err(store_err)?;
+                let (w, t) = writer::spawn(store, metrics.clone(), 4096, done_tx)
+                    .map_err(DatabankError::Thread)?;
+                (w, t, http::Reader::sqlite(path.clone()))
+            }
+            StoreUrl::Postgres(options) => {
+                // The sync client runs its own small runtime: it must not be made on one
+                // of tokio's worker threads.
+                let (o, clock) = (options.clone(), cfg.clock.clone());
+                let store = tokio::task::spawn_blocking(move || PgStore::open(o, clock))
+                    .await
+                    .map_err(|e| DatabankError::Thread(std::io::Error::other(e)))?
+                    .map_err(store_err)?;
+                let reader = http::Reader::postgres(&options.url).map_err(store_err)?;
+                let (w, t) = writer::spawn(store, metrics.clone(), 4096, done_tx)
+                    .map_err(DatabankError::Thread)?;
+                (w, t, reader)
+            }
+        };
 
         let listener = tokio::net::TcpListener::bind(cfg.http_listen)
             .await
@@ -128,7 +187,7 @@ impl Databank {
         let api = http::router(http::ApiState::new(
             Arc::new(cfg.access),
             metrics.clone(),
-            cfg.store_path.clone(),
+            reader,
             cfg.clock.clone(),
         ));
         let https_addr = https_listener.as_ref().map(HttpsListener::local_addr);
@@ -145,7 +204,7 @@ impl Databank {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        tracing::info!(%http_addr, https_addr = ?https_addr, store = %cfg.store_path.display(), broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), "data bank started");
+        tracing::info!(%http_addr, https_addr = ?https_addr, store = %cfg.store, broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), "data bank started");
         let ingest = tokio::spawn(ingest::run(
             cfg.ingest,
             opts,

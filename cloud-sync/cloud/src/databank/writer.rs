@@ -1,7 +1,8 @@
-//! The single writer: one thread owns the [`Store`] and commits the work that queued up
-//! together in one transaction (group commit), then reports each outcome with its tag.
-//! Other ingesters may write the same store file; their transactions and ours serialize on
-//! SQLite's write lock (see [`Store::apply`]).
+//! The single writer: one thread owns the store (SQLite or PostgreSQL) and commits the
+//! work that queued up together in one transaction (group commit), then reports each
+//! outcome with its tag. Other ingesters may write the same store; their transactions and
+//! ours serialize on SQLite's write lock, or on PostgreSQL's row locks per device (see
+//! [`super::store`] and [`super::store::pg`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use super::metrics::Metrics;
 use super::store::dead_letter::DeadLetter;
-use super::store::{Outcome, Store, StoreError, Work};
+use super::store::{Apply, Outcome, StoreError, Work};
 
 /// Most events committed in one transaction.
 const MAX_GROUP_EVENTS: usize = 20_000;
@@ -49,8 +50,8 @@ impl<T: Send + 'static> WriterHandle<T> {
 }
 
 /// Starts the writer thread. It stops once every handle is dropped and the queue is empty.
-pub fn spawn<T: Send + 'static>(
-    mut store: Store,
+pub fn spawn<S: Apply, T: Send + 'static>(
+    mut store: S,
     metrics: Arc<Metrics>,
     capacity: usize,
     done: mpsc::UnboundedSender<Done<T>>,
@@ -89,7 +90,7 @@ pub fn spawn<T: Send + 'static>(
 /// busy or full disk) are retried with a growing pause, then reported: the caller leaves
 /// those messages unconfirmed for the broker to deliver again.
 fn commit_group(
-    store: &mut Store,
+    store: &mut impl Apply,
     metrics: &Metrics,
     work: Vec<Work>,
 ) -> Vec<Result<Outcome, Arc<StoreError>>> {
@@ -125,7 +126,7 @@ fn commit_group(
 }
 
 /// Applies `work`, retrying a busy store a few times and a failing disk with growing pauses.
-fn apply_retrying(store: &mut Store, work: &[Work]) -> Result<Vec<Outcome>, StoreError> {
+fn apply_retrying(store: &mut impl Apply, work: &[Work]) -> Result<Vec<Outcome>, StoreError> {
     let mut attempt = 0u32;
     loop {
         match store.apply(work) {
@@ -147,7 +148,7 @@ fn apply_retrying(store: &mut Store, work: &[Work]) -> Result<Vec<Outcome>, Stor
 /// Keeps a refused item as a dead letter, so its message can be confirmed and never comes
 /// back in a loop.
 fn set_aside(
-    store: &mut Store,
+    store: &mut impl Apply,
     metrics: &Metrics,
     item: &Work,
     error: &StoreError,

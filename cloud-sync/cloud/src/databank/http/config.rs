@@ -45,18 +45,12 @@ pub(super) async fn device_config(
         ));
     }
     let (f, d) = (fleet.to_string(), device.to_string());
-    let rows: Vec<(String, i64, i64, String)> = s
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT epoch, seq, time_ms, body FROM events
-                 WHERE fleet = ?1 AND device = ?2 AND type = ?3 ORDER BY time_ms, seq",
-            )?;
-            let rows = stmt
-                .query_map(rusqlite::params![f, d, EventType::Config.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?;
-            rows.collect()
-        })
+    let (f2, d2) = (f.clone(), d.clone());
+    let rows = s
+        .read(
+            move |c| crate::databank::store::config_events(c, &f, &d),
+            move |c| crate::databank::store::pg::read::config_events(c, &f2, &d2),
+        )
         .await?;
     let mut history = Vec::new();
     let mut in_force: BTreeMap<String, Value> = BTreeMap::new();

@@ -29,7 +29,8 @@ use serde_json::json;
 use super::auth::{Access, AuthError};
 use super::funnel::{self, Funnel, GroupBy};
 use super::metrics::Metrics;
-use super::store::open_connection;
+use super::store::{DeviceRow, EpochRow, StoreError, open_connection};
+use r2d2_postgres::PostgresConnectionManager;
 
 /// Cookie holding a brand's token after it signed in to its dashboard.
 const BRAND_COOKIE: &str = "caidan_brand";
@@ -41,51 +42,94 @@ const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 1
 <rect x=\"6\" y=\"5\" width=\"3\" height=\"10\" fill=\"#e76f51\"/>\
 <rect x=\"11\" y=\"1\" width=\"3\" height=\"14\" fill=\"#2a9d8f\"/></svg>";
 
+/// How the HTTP handlers read the store.
+#[derive(Clone)]
+pub enum Reader {
+    /// One read-only connection to the SQLite file, opened on first use.
+    Sqlite {
+        path: PathBuf,
+        conn: Arc<Mutex<Option<Connection>>>,
+    },
+    /// A small pool of PostgreSQL connections, made on demand.
+    Postgres(r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>),
+}
+
+/// Most PostgreSQL connections one data bank's HTTP API holds.
+const PG_POOL_SIZE: u32 = 4;
+
+impl Reader {
+    pub fn sqlite(path: PathBuf) -> Reader {
+        Reader::Sqlite {
+            path,
+            conn: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A pool on `url`; no connection is made until the first read.
+    pub fn postgres(url: &str) -> Result<Reader, StoreError> {
+        let config = super::store::pg::reader_config(url)?;
+        let manager = PostgresConnectionManager::new(config, postgres::NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(PG_POOL_SIZE)
+            .min_idle(Some(0))
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .build_unchecked(manager);
+        Ok(Reader::Postgres(pool))
+    }
+}
+
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct ApiState {
     pub access: Arc<Access>,
     pub metrics: Arc<Metrics>,
-    pub store_path: PathBuf,
     pub clock: Arc<dyn Clock>,
-    reader: Arc<Mutex<Option<Connection>>>,
+    reader: Reader,
 }
 
 impl ApiState {
-    /// State reading the store at `store_path` through its own read-only connection.
     pub fn new(
         access: Arc<Access>,
         metrics: Arc<Metrics>,
-        store_path: PathBuf,
+        reader: Reader,
         clock: Arc<dyn Clock>,
     ) -> Self {
         ApiState {
             access,
             metrics,
-            store_path,
             clock,
-            reader: Arc::new(Mutex::new(None)),
+            reader,
         }
     }
 
-    /// Runs `f` on the reader connection in a blocking thread.
+    /// Whether reads go to PostgreSQL.
+    fn on_postgres(&self) -> bool {
+        matches!(self.reader, Reader::Postgres(_))
+    }
+
+    /// Runs the read for the store in use (`sqlite` or `pg`) in a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        sqlite: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        pg: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T, ApiError> {
         let reader = self.reader.clone();
-        let path = self.store_path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
-            if guard.is_none() {
-                *guard = Some(
-                    open_connection(&path, false).map_err(|e| ApiError::Store(e.to_string()))?,
-                );
+        let store = |e: &dyn std::fmt::Display| ApiError::Store(e.to_string());
+        tokio::task::spawn_blocking(move || match reader {
+            Reader::Sqlite { path, conn } => {
+                let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+                if guard.is_none() {
+                    *guard = Some(open_connection(&path, false).map_err(|e| store(&e))?);
+                }
+                let conn = guard
+                    .as_ref()
+                    .ok_or(ApiError::Store("no connection".into()))?;
+                sqlite(conn).map_err(|e| store(&e))
             }
-            let conn = guard
-                .as_ref()
-                .ok_or(ApiError::Store("no connection".into()))?;
-            f(conn).map_err(|e| ApiError::Store(e.to_string()))
+            Reader::Postgres(pool) => {
+                let mut client = pool.get().map_err(|e| store(&e))?;
+                pg(&mut client).map_err(|e| store(&e))
+            }
         })
         .await
         .map_err(|e| ApiError::Store(e.to_string()))?
@@ -221,11 +265,28 @@ async fn load_funnel(s: &ApiState, brand: String, q: &FunnelQuery) -> Result<Fun
         return Err(ApiError::BadQuery("from is after to".into()));
     }
     let by = q.by;
-    let b = brand.clone();
-    let facts = s
-        .read(move |c| funnel::load_facts(c, &b, from.as_millisecond(), to.as_millisecond()))
+    // PostgreSQL answers from hourly rollups: the range widens to whole UTC hours, and the
+    // answer's from and to say so.
+    let (from, to) = if s.on_postgres() {
+        let whole = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms).map_err(|e| ApiError::BadQuery(e.to_string()))
+        };
+        let (from_h, to_h) = funnel::whole_hours(from.as_millisecond(), to.as_millisecond());
+        (whole(from_h)?, whole(to_h)?)
+    } else {
+        (from, to)
+    };
+    let (b, b2) = (brand.clone(), brand.clone());
+    let (from_ms, to_ms) = (from.as_millisecond(), to.as_millisecond());
+    let (rows, totals) = s
+        .read(
+            move |c| {
+                let facts = funnel::load_facts(c, &b, from_ms, to_ms)?;
+                Ok(funnel::aggregate(&b, by, facts))
+            },
+            move |c| super::store::pg::read::funnel(c, &b2, by, from_ms, to_ms),
+        )
         .await?;
-    let (rows, totals) = funnel::aggregate(&brand, by, facts);
     Ok(Funnel {
         brand,
         from: from.to_string(),
@@ -341,7 +402,10 @@ async fn dead_letters(
     s.operator(&headers)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s
-        .read(move |c| super::store::dead_letter::list(c, limit))
+        .read(
+            move |c| super::store::dead_letter::list(c, limit),
+            move |c| super::store::pg::read::dead_letters(c, limit),
+        )
         .await?;
     Ok(Json(json!({ "dead_letters": rows })))
 }
@@ -351,50 +415,48 @@ async fn devices(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.operator(&headers)?;
-    let rows = s
-        .read(|c| {
-            let mut devices: Vec<serde_json::Value> = Vec::new();
-            let mut stmt = c.prepare_cached(
-                "SELECT fleet, device, online, state, stock, updated_ms, lat, lon FROM devices ORDER BY fleet, device",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let state: String = r.get(3)?;
-                let stock: Option<String> = r.get(4)?;
-                let (lat, lon): (Option<f64>, Option<f64>) = (r.get(6)?, r.get(7)?);
-                let location = lat.zip(lon).map(|(lat, lon)| json!({"lat": lat, "lon": lon}));
-                devices.push(json!({
-                    "fleet": r.get::<_, String>(0)?,
-                    "device": r.get::<_, String>(1)?,
-                    "online": r.get::<_, Option<bool>>(2)?,
-                    "state": serde_json::from_str::<serde_json::Value>(&state).unwrap_or_default(),
-                    "stock": stock.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
-                    "location": location,
-                    "updated_ms": r.get::<_, i64>(5)?,
-                    "epochs": [],
-                }));
-            }
-            let mut stmt = c.prepare_cached(
-                "SELECT fleet, device, epoch, contiguous, updated_ms FROM seq_progress ORDER BY updated_ms",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let (fleet, device): (String, String) = (r.get(0)?, r.get(1)?);
-                let epoch = json!({"epoch": r.get::<_, String>(2)?, "seq": r.get::<_, i64>(3)?});
-                let pos = devices.iter().position(|d| d["fleet"] == fleet && d["device"] == device);
-                let entry = match pos {
-                    Some(i) => &mut devices[i],
-                    None => {
-                        devices.push(json!({"fleet": fleet, "device": device, "online": null, "location": null, "epochs": []}));
-                        devices.last_mut().expect("just pushed")
-                    }
-                };
-                if let Some(list) = entry["epochs"].as_array_mut() {
-                    list.push(epoch);
-                }
-            }
-            Ok(devices)
-        })
+    let (rows, epochs) = s
+        .read(super::store::devices, super::store::pg::read::devices)
         .await?;
-    Ok(Json(json!({ "devices": rows })))
+    Ok(Json(json!({ "devices": devices_json(rows, epochs) })))
+}
+
+/// The devices answer: each device's last state with its epochs' progress.
+fn devices_json(rows: Vec<DeviceRow>, epochs: Vec<EpochRow>) -> Vec<serde_json::Value> {
+    let mut devices: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            let location = r
+                .lat
+                .zip(r.lon)
+                .map(|(lat, lon)| json!({"lat": lat, "lon": lon}));
+            json!({
+                "fleet": r.fleet,
+                "device": r.device,
+                "online": r.online,
+                "state": serde_json::from_str::<serde_json::Value>(&r.state).unwrap_or_default(),
+                "stock": r.stock.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
+                "location": location,
+                "updated_ms": r.updated_ms,
+                "epochs": [],
+            })
+        })
+        .collect();
+    for e in epochs {
+        let epoch = json!({"epoch": e.epoch, "seq": e.seq});
+        let pos = devices
+            .iter()
+            .position(|d| d["fleet"] == e.fleet && d["device"] == e.device);
+        let entry = match pos {
+            Some(i) => &mut devices[i],
+            None => {
+                devices.push(json!({"fleet": e.fleet, "device": e.device, "online": null, "location": null, "epochs": []}));
+                devices.last_mut().expect("just pushed")
+            }
+        };
+        if let Some(list) = entry["epochs"].as_array_mut() {
+            list.push(epoch);
+        }
+    }
+    devices
 }

@@ -26,9 +26,13 @@ pub(super) async fn nearby_stock(
     s.access.authorize_fleet(auth_header(&headers), &fleet)?;
     let q =
         NearbyQuery::parse(&fleet, &sku, &params).map_err(|e| ApiError::BadQuery(e.to_string()))?;
-    let (f, k) = (q.fleet.clone(), q.sku.clone());
+    let (f, k) = (q.fleet.to_string(), q.sku.to_string());
+    let (f2, k2) = (f.clone(), k.clone());
     let candidates = s
-        .read(move |c| stock::available(c, f.as_str(), k.as_str()))
+        .read(
+            move |c| stock::available(c, &f, &k),
+            move |c| crate::databank::store::pg::read::available(c, &f2, &k2),
+        )
         .await?;
     Ok(Json(nearby::rank(&q, candidates)))
 }

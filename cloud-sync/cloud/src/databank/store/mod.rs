@@ -11,6 +11,7 @@
 //! contiguous seq as of the commit.
 
 pub mod dead_letter;
+pub mod pg;
 mod progress;
 mod schema;
 pub mod stock;
@@ -36,6 +37,8 @@ pub use schema::{BUSY_TIMEOUT, PAGE_SIZE, SCHEMA_VERSION, open_connection};
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("store schema version {found} is newer than this build ({supported})")]
@@ -61,7 +64,18 @@ impl StoreError {
         ) || matches!(
             self,
             StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_))
-        )
+        ) || self.pg_class().is_some_and(|c| {
+            // Data exceptions, integrity violations, program limits (a value too large).
+            matches!(c, "22" | "23" | "54")
+        })
+    }
+
+    /// The SQLSTATE class of a PostgreSQL error the server sent.
+    fn pg_class(&self) -> Option<&str> {
+        match self {
+            StoreError::Postgres(e) => e.code().map(|c| &c.code()[..2]),
+            _ => None,
+        }
     }
 
     /// Whether another writer on the same file held the write lock past [`BUSY_TIMEOUT`]:
@@ -71,8 +85,140 @@ impl StoreError {
             self,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) || matches!(
+            self,
+            StoreError::Postgres(e) if e.code().is_some_and(|c| matches!(c.code(), "40001" | "40P01" | "55P03"))
         )
     }
+}
+
+/// A store the writer thread commits work to.
+pub trait Apply: Send + 'static {
+    /// Applies all `work` in one transaction: nothing of it is visible, or acknowledged,
+    /// unless the whole group commits.
+    fn apply(&mut self, work: &[Work]) -> Result<Vec<Outcome>, StoreError>;
+}
+
+impl Apply for Store {
+    fn apply(&mut self, work: &[Work]) -> Result<Vec<Outcome>, StoreError> {
+        Store::apply(self, work)
+    }
+}
+
+/// Keeps a device's latest state: `$1` fleet, `$2` device, `$3` online, `$4` the state
+/// JSON, `$5` its stock (kept when absent), `$6` received ms, `$7`/`$8` lat/lon. The same
+/// text runs on both stores: SQLite numbers `$N` parameters by first appearance.
+pub(crate) const DEVICE_UPSERT: &str = "INSERT INTO devices
+      (fleet, device, online, state, stock, updated_ms, lat, lon)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (fleet, device) DO UPDATE SET online = excluded.online,
+      state = excluded.state,
+      stock = COALESCE(excluded.stock, devices.stock),
+      updated_ms = excluded.updated_ms,
+      lat = excluded.lat, lon = excluded.lon";
+
+/// The columns a state message is kept in.
+pub(crate) struct StateRow {
+    pub text: String,
+    pub stock: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+impl StateRow {
+    pub(crate) fn of(state: &StateMessage) -> StateRow {
+        // The location is the state's own: the last will carries it too, so a message
+        // without one means the config no longer says where.
+        let (lat, lon) = state.location.map(|l| (l.lat, l.lon)).unzip();
+        StateRow {
+            text: serde_json::to_string(state).unwrap_or_default(),
+            stock: state
+                .stock
+                .as_ref()
+                .and_then(|s| serde_json::to_string(s).ok()),
+            lat,
+            lon,
+        }
+    }
+}
+
+/// A device's last state message as stored.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub fleet: String,
+    pub device: String,
+    pub online: Option<bool>,
+    pub state: String,
+    pub stock: Option<String>,
+    pub updated_ms: i64,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+/// A device epoch's highest contiguous seq as stored.
+#[derive(Debug, Clone)]
+pub struct EpochRow {
+    pub fleet: String,
+    pub device: String,
+    pub epoch: String,
+    pub seq: i64,
+}
+
+/// Every device's last state, and every epoch's progress (oldest update first).
+pub fn devices(c: &Connection) -> rusqlite::Result<(Vec<DeviceRow>, Vec<EpochRow>)> {
+    let devices = c
+        .prepare_cached(
+            "SELECT fleet, device, online, state, stock, updated_ms, lat, lon FROM devices
+             ORDER BY fleet, device",
+        )?
+        .query_map([], |r| {
+            Ok(DeviceRow {
+                fleet: r.get(0)?,
+                device: r.get(1)?,
+                online: r.get(2)?,
+                state: r.get(3)?,
+                stock: r.get(4)?,
+                updated_ms: r.get(5)?,
+                lat: r.get(6)?,
+                lon: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let epochs = c
+        .prepare_cached(
+            "SELECT fleet, device, epoch, contiguous FROM seq_progress ORDER BY updated_ms",
+        )?
+        .query_map([], |r| {
+            Ok(EpochRow {
+                fleet: r.get(0)?,
+                device: r.get(1)?,
+                epoch: r.get(2)?,
+                seq: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((devices, epochs))
+}
+
+/// The config answers of a device: (epoch, seq, time_ms, body), oldest first.
+pub fn config_events(
+    c: &Connection,
+    fleet: &str,
+    device: &str,
+) -> rusqlite::Result<Vec<(String, i64, i64, String)>> {
+    c.prepare_cached(
+        "SELECT epoch, seq, time_ms, body FROM events
+         WHERE fleet = ?1 AND device = ?2 AND type = ?3 ORDER BY time_ms, seq",
+    )?
+    .query_map(
+        params![
+            fleet,
+            device,
+            caidan_sync::contract::EventType::Config.as_str()
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?
+    .collect()
 }
 
 /// One unit of work for the writer.
@@ -179,23 +325,14 @@ impl Store {
                         device,
                         state,
                     } => {
-                        let stock = state
-                            .stock
-                            .as_ref()
-                            .and_then(|s| serde_json::to_string(s).ok());
-                        let text = serde_json::to_string(state).unwrap_or_default();
-                        // The location is the state's own: the last will carries it too, so
-                        // a message without one means the config no longer says where.
-                        let (lat, lon) = state.location.map(|l| (l.lat, l.lon)).unzip();
+                        let StateRow {
+                            text,
+                            stock,
+                            lat,
+                            lon,
+                        } = StateRow::of(state);
                         tx.execute(
-                            "INSERT INTO devices
-                               (fleet, device, online, state, stock, updated_ms, lat, lon)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                             ON CONFLICT (fleet, device) DO UPDATE SET online = excluded.online,
-                               state = excluded.state,
-                               stock = COALESCE(excluded.stock, devices.stock),
-                               updated_ms = excluded.updated_ms,
-                               lat = excluded.lat, lon = excluded.lon",
+                            DEVICE_UPSERT,
                             params![
                                 fleet.as_str(),
                                 device.as_str(),

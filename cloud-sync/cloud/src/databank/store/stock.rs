@@ -23,18 +23,20 @@ use rusqlite::{Connection, params};
 use super::StoreError;
 use crate::databank::nearby::Candidate;
 
+/// The stock levels `event` carries: an order's `stock` array, a stock event's level, or
+/// none.
+pub fn carried(event: &Event) -> std::borrow::Cow<'_, [StockLevel]> {
+    match &event.data {
+        EventData::Order(d) => std::borrow::Cow::Borrowed(&d.stock),
+        EventData::Stock(d) => std::borrow::Cow::Owned(vec![d.level()]),
+        _ => std::borrow::Cow::Borrowed(&[]),
+    }
+}
+
 /// Records the stock levels `event` carries (order and stock events; others carry none).
 /// Call it once for an event that was newly stored.
 pub fn record(conn: &Connection, event: &Event, now_ms: i64) -> Result<(), StoreError> {
-    let level;
-    let levels: &[StockLevel] = match &event.data {
-        EventData::Order(d) => &d.stock,
-        EventData::Stock(d) => {
-            level = d.level();
-            std::slice::from_ref(&level)
-        }
-        _ => return Ok(()),
-    };
+    let levels = carried(event);
     if levels.is_empty() {
         return Ok(());
     }
@@ -48,7 +50,7 @@ pub fn record(conn: &Connection, event: &Event, now_ms: i64) -> Result<(), Store
          WHERE excluded.seq > stock_levels.seq",
     )?;
     let epoch = event.epoch.to_string();
-    for l in levels {
+    for l in levels.iter() {
         upsert.execute(params![
             event.fleet.as_str(),
             event.device.as_str(),
