@@ -49,6 +49,7 @@ async fn start_agent(cfg: AgentConfig, dir: &std::path::Path, port: u16) -> Runn
         data_dir: dir.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
         screen_listen: "127.0.0.1:0".parse().unwrap(),
+        display: None,
         mqtt: Some(MqttTarget {
             url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
             tls: Default::default(),

@@ -4,8 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub use caidan_testkit::{
-    AgentProc as Agent, DatabankProc as Databank, Mosquitto, Nats, agent_outbox, free_port,
-    wait_until,
+    AgentProc as Agent, DatabankProc as Databank, Mosquitto, Nats, NatsCluster, agent_outbox,
+    free_port, wait_until,
 };
 
 /// The QR token an agent's screen shows now.

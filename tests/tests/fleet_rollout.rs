@@ -41,6 +41,7 @@ async fn start(dir: &Path, port: u16, (id, profile, scene): (&str, &str, &str)) 
             data_dir: dir.join(id),
             listen: "127.0.0.1:0".parse().unwrap(),
             screen_listen: "127.0.0.1:0".parse().unwrap(),
+            display: None,
             mqtt: Some(MqttTarget {
                 url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
                 tls: Default::default(),

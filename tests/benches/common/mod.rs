@@ -285,7 +285,7 @@ pub async fn start_databank(
             )
             .expect("the demo ack key"),
         },
-        store_path: store,
+        store: caidan_cloud::databank::StoreUrl::Sqlite(store),
         http_listen: ([127, 0, 0, 1], 0).into(),
         https: None,
         access: Access::parse("demo brands", DEMO_BRANDS)?,

@@ -33,6 +33,11 @@ pub struct AgentOptions {
     pub catalogue: Option<String>,
     /// `(from, to)` text replacements in the demo config, with `config_extra`.
     pub config_edits: Vec<(String, String)>,
+    /// A command the agent is started under, e.g. `ip netns exec NS` (see
+    /// [`crate::netns::Netns::exec_prefix`]); it must exec the agent, not fork it.
+    pub prefix: Vec<String>,
+    /// The address both listeners bind (port 0 each); loopback when `None`.
+    pub listen_ip: Option<std::net::IpAddr>,
 }
 
 impl AgentOptions {
@@ -69,7 +74,14 @@ impl AgentProc {
     /// An agent on a free port with its store in `data`; stderr goes to `data.log`.
     pub fn start_with(data: &Path, opts: AgentOptions) -> AgentProc {
         std::fs::create_dir_all(data).expect("agent data folder");
-        let mut cmd = Command::new(crate::bin::agent());
+        let mut cmd = match opts.prefix.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(crate::bin::agent());
+                cmd
+            }
+            None => Command::new(crate::bin::agent()),
+        };
         cmd.arg("run");
         if let Some(extra) = &opts.config_extra {
             let config = data.with_extension("toml");
@@ -87,14 +99,14 @@ impl AgentProc {
             std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
             cmd.arg("--config").arg(&config);
         }
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--screen-listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data);
+        let listen = std::net::SocketAddr::new(
+            opts.listen_ip
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            0,
+        )
+        .to_string();
+        cmd.args(["--listen", &listen, "--screen-listen", &listen, "--data"])
+            .arg(data);
         if let Some(url) = &opts.mqtt {
             cmd.args(["--mqtt", url]);
         }

@@ -1,5 +1,6 @@
 //! A real Mosquitto on a free loopback port, with its own config and log.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub struct Mosquitto {
     pub port: u16,
     dir: PathBuf,
     extra: String,
+    /// Another address it listens on, same port (a veth's host end).
+    also_on: Option<IpAddr>,
     proc: Option<Proc>,
 }
 
@@ -38,6 +41,19 @@ impl Mosquitto {
         Mosquitto::start(dir, "allow_anonymous true")
     }
 
+    /// Anonymous and plaintext, listening on `addr` as well as loopback, same port: for an
+    /// agent in a network namespace that reaches the host through a veth.
+    pub fn plain_also_on(dir: &Path, addr: IpAddr) -> Mosquitto {
+        for _ in 0..PORT_TRIES {
+            let mut m = Mosquitto::configure(dir, free_port(), "allow_anonymous true");
+            m.also_on = Some(addr);
+            if m.spawn() {
+                return m;
+            }
+        }
+        panic!("mosquitto did not start on any of {PORT_TRIES} free ports; see {dir:?}");
+    }
+
     /// Starts on a given port (a test that hands the URL to an agent before the broker is up).
     pub fn start_on(dir: &Path, port: u16, extra: &str) -> Mosquitto {
         let mut m = Mosquitto::configure(dir, port, extra);
@@ -50,6 +66,7 @@ impl Mosquitto {
             port,
             dir: dir.to_owned(),
             extra: extra.to_owned(),
+            also_on: None,
             proc: None,
         }
     }
@@ -67,8 +84,12 @@ impl Mosquitto {
     fn spawn(&mut self) -> bool {
         // `user root` matters only when the tests run as root: Mosquitto then keeps reading
         // the files in this private folder instead of switching to the `mosquitto` user.
+        let also = self
+            .also_on
+            .map(|a| format!("listener {} {a}\n", self.port))
+            .unwrap_or_default();
         let text = format!(
-            "listener {port} 127.0.0.1\npersistence false\nuser root\n\
+            "listener {port} 127.0.0.1\n{also}persistence false\nuser root\n\
              log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n{extra}\n",
             port = self.port,
             log = self.log_path().display(),
@@ -84,8 +105,10 @@ impl Mosquitto {
             .expect("spawn mosquitto");
         let mut proc = Proc { child, log: None };
         let addr = loopback(self.port);
-        let up = wait_until(Duration::from_secs(10), || listening(addr) || proc.exited())
-            && !proc.exited();
+        let also = self.also_on.map(|a| SocketAddr::new(a, self.port));
+        let up = wait_until(Duration::from_secs(10), || {
+            (listening(addr) && also.is_none_or(listening)) || proc.exited()
+        }) && !proc.exited();
         if up {
             self.proc = Some(proc);
         }
@@ -95,6 +118,11 @@ impl Mosquitto {
     /// `mqtt://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mqtt://ADDR:PORT` for the extra listener of [`Mosquitto::plain_also_on`].
+    pub fn url_on(&self, addr: IpAddr) -> String {
+        format!("mqtt://{addr}:{}", self.port)
     }
 
     /// Kills the broker (`kill -9`); everything it held is lost.
