@@ -143,6 +143,7 @@ async fn nearby_stock_over_https_from_events_through_mosquitto() {
         key: server.key.clone(),
     });
     let db = Databank::start(cfg).await.expect("data bank starts");
+    assert!(db.wait_subscribed(std::time::Duration::from_secs(20)).await);
     let https = db.https_addr().expect("an HTTPS listener");
     let tc = TestClient::connect(m.addr, "stock-client", Some(store.clone())).await;
     stock_the_fleet(&tc, &db).await;

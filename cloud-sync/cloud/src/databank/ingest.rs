@@ -114,6 +114,9 @@ pub async fn run(
                     tracing::error!(error = %e, "subscribe request failed");
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                metrics.broker_subscribes.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if !handle_publish(&cfg, &client, &writer, &metrics, p).await {
                     break;

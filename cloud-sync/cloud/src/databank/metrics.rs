@@ -16,6 +16,8 @@ pub struct Metrics {
     pub transactions: AtomicU64,
     /// Connections made to the broker (1 in a steady run; more after outages).
     pub broker_connects: AtomicU64,
+    /// Subscriptions the broker confirmed (one SUBACK per connection).
+    pub broker_subscribes: AtomicU64,
     rejected: Mutex<Vec<(&'static str, u64)>>,
     dead_letters: Mutex<Vec<(&'static str, u64)>>,
 }
@@ -77,6 +79,11 @@ impl Metrics {
                 "caidan_databank_broker_connects_total",
                 "Connections made to the broker.",
                 &self.broker_connects,
+            ),
+            (
+                "caidan_databank_broker_subscribes_total",
+                "Event and state subscriptions the broker confirmed.",
+                &self.broker_subscribes,
             ),
             (
                 "caidan_databank_acks_published_total",

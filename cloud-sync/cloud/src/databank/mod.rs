@@ -17,6 +17,7 @@ pub mod writer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -238,6 +239,23 @@ impl Databank {
     /// Live counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Waits until the broker has confirmed the event and state subscriptions of the current
+    /// connection, at most `limit`; `false` when it has not by then. Until it has, a plain
+    /// (not shared, not yet persistent) subscription misses what devices publish.
+    pub async fn wait_subscribed(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let connects = self.metrics.broker_connects.load(Ordering::Relaxed);
+            if connects > 0 && self.metrics.broker_subscribes.load(Ordering::Relaxed) >= connects {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Whether the ingest loop is still running.

@@ -210,16 +210,22 @@ impl Drop for TestClient {
     }
 }
 
-/// An in-process data bank against `mqtt`, HTTP on a free port.
+/// An in-process data bank against `mqtt`, HTTP on a free port, subscribed when it returns.
 pub async fn start_databank(
     mqtt: SocketAddr,
     store: &Path,
     group: Option<&str>,
     id: &str,
 ) -> Databank {
-    Databank::start(databank_config(mqtt, store, group, id))
+    let db = Databank::start(databank_config(mqtt, store, group, id))
         .await
-        .expect("data bank starts")
+        .expect("data bank starts");
+    // What a test publishes next must find the subscription in place.
+    assert!(
+        db.wait_subscribed(Duration::from_secs(20)).await,
+        "data bank {id} never subscribed"
+    );
+    db
 }
 
 /// What [`start_databank`] starts: the demo access file and ack key, HTTP on a free port,
@@ -241,7 +247,7 @@ pub fn databank_config(
             ack_key: SecretKey::from_seed_hex(caidan_cloud::databank::auth::DEMO_ACK_KEY)
                 .expect("the demo ack key"),
         },
-        store_path: store.to_path_buf(),
+        store: caidan_cloud::databank::StoreUrl::Sqlite(store.to_path_buf()),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         https: None,
         access: Access::parse("demo", DEMO_BRANDS).unwrap(),
