@@ -12,6 +12,8 @@ pub struct Source {
     pub device: Name,
     pub epoch: Uuid,
     pub scene: Scene,
+    /// This run of the agent, when its clock is guarded.
+    pub boot: Option<Uuid>,
 }
 
 /// One event about to enter the outbox.
@@ -66,6 +68,7 @@ impl EventBuilder {
             device: self.source.device.clone(),
             epoch: self.source.epoch,
             seq: seq.max(1) as u64,
+            boot: self.source.boot,
             subject: event.subject,
             brand: event.brand,
             data: event.data,

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use caidan_sync::broker_url::BrokerUrl;
-use caidan_sync::clock::Clock;
+use caidan_sync::clock::{Clock, GuardedClock};
 use caidan_sync::tls::TlsFiles;
 use caidan_sync::uplink::{CONFIG_QUEUE, INBOUND_QUEUE, UplinkHandle, UplinkLinks, spawn_uplink};
 
@@ -141,6 +141,7 @@ pub fn open_writer(
         claims_per_window: cfg.claims_per_window(),
         pickups: PickupHasher::new(cfg.secrets.fleet_secret.clone()),
         dispenser,
+        boot: clock.status().map(|s| s.boot),
     };
     Ok(Writer::spawn(
         &store_path(data_dir),
@@ -295,6 +296,8 @@ pub struct Running {
     pub tokens: TokenSigner,
     /// Notified after every commit that added outbox events (the uplink listens).
     pub wake: Arc<Notify>,
+    /// The guarded clock everything runs on (its `status()` reports wall clock steps).
+    pub clock: Arc<dyn Clock>,
     server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     screen_server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     flusher: tokio::task::JoinHandle<()>,
@@ -327,6 +330,10 @@ impl Running {
 
 /// Starts the agent; returns once it is listening.
 pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, AgentError> {
+    // Everything below goes by the guarded time: a step of the wall clock never reaches a
+    // quota, a daypart, a QR window, a hold's expiry or an event.
+    let floor = crate::store::schema::clock_floor(&store_path(&opts.data_dir));
+    let clock: Arc<dyn Clock> = Arc::new(GuardedClock::new(clock, floor));
     let base = &opts.config;
     // Config layers applied before a reboot run again, with no network needed.
     let stored = fleet::apply::load(&store_path(&opts.data_dir), base);
@@ -515,6 +522,7 @@ pub async fn start(opts: RunOptions, clock: Arc<dyn Clock>) -> Result<Running, A
         writer,
         tokens,
         wake,
+        clock,
         server,
         screen_server,
         flusher,

@@ -1,6 +1,7 @@
 //! The virtual clock every agent runs on: wall time the simulator steps (plus a device's own
 //! offset, for a clock jump), monotonic time that is real, so the uplink's timeouts and
-//! backoff keep working between steps.
+//! backoff keep working between steps, and a steady clock that is the simulation's time, so
+//! an agent's guarded clock rides out a jump as on a device.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,6 +68,12 @@ impl Clock for DeviceClock {
     fn monotonic(&self) -> Duration {
         self.started.elapsed()
     }
+
+    /// Simulated time runs faster than real time: the steady clock is the simulation's,
+    /// without this device's jumps.
+    fn steady_ms(&self) -> i64 {
+        self.time.now_ms()
+    }
 }
 
 /// A clock read from a file another process writes (a real-process agent's view of the
@@ -113,6 +120,11 @@ impl Clock for FileClock {
 
     fn monotonic(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The simulation's time, which never steps for a real-process agent.
+    fn steady_ms(&self) -> i64 {
+        self.now_ms()
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use caidan_sync::contract::ClockStatus;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -47,6 +48,9 @@ pub struct Metrics {
     uplink_batches_sent: Gauge,
     uplink_batches_resent: Gauge,
     uplink_acks_refused: Gauge,
+    clock_offset: Gauge,
+    clock_jumps: Gauge,
+    clock_lower_bound: Gauge,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     /// The uplink's status, once it runs.
     uplink: Arc<OnceLock<watch::Receiver<UplinkStatus>>>,
@@ -169,6 +173,21 @@ impl Metrics {
                 "uplink_acks_refused",
                 "Messages on the ack topic refused: unsigned, forged, garbled or oversized",
             ),
+            clock_offset: gauge(
+                reg,
+                "clock_offset_ms",
+                "Wall clock minus the time the agent goes by (0 while they agree)",
+            ),
+            clock_jumps: gauge(
+                reg,
+                "clock_jumps",
+                "Steps of the wall clock seen since the agent started",
+            ),
+            clock_lower_bound: gauge(
+                reg,
+                "clock_lower_bound",
+                "1 while the agent's time is only a lower bound (its wall clock read earlier than the store's last recorded time)",
+            ),
             latency: registered(
                 reg,
                 "http_request_duration_seconds",
@@ -236,9 +255,19 @@ impl Metrics {
         self.impressions.inc();
     }
 
-    /// The text exposition, with the outbox depth and storage read at scrape time.
-    pub fn render(&self, outbox_depth: i64, storage: StorageStatus) -> String {
+    /// The text exposition, with the outbox depth, storage and clock read at scrape time.
+    pub fn render(
+        &self,
+        outbox_depth: i64,
+        storage: StorageStatus,
+        clock: Option<ClockStatus>,
+    ) -> String {
         self.outbox_depth.set(outbox_depth);
+        if let Some(c) = clock {
+            self.clock_offset.set(c.offset_ms);
+            self.clock_jumps.set(i64::from(c.jumps));
+            self.clock_lower_bound.set(i64::from(c.lower_bound));
+        }
         let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
         self.store_used.set(clamp(storage.used));
         self.store_budget.set(clamp(storage.limit));

@@ -134,9 +134,11 @@ pub async fn require_screen(
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state
-        .metrics
-        .render(state.writer.outbox_depth(), state.writer.storage());
+    let body = state.metrics.render(
+        state.writer.outbox_depth(),
+        state.writer.storage(),
+        state.clock.status(),
+    );
     (
         [(
             CONTENT_TYPE,

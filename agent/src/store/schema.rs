@@ -169,6 +169,28 @@ fn migrate(conn: &Connection, from: i64, now_ms: i64) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Records `ms` as the latest time the store has seen, in `meta.clock_floor_ms`: a wall clock
+/// reading earlier than that at the next start is not believed.
+pub fn set_clock_floor(conn: &Connection, ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('clock_floor_ms', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value
+         WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
+    )?
+    .execute([ms.to_string()])?;
+    Ok(())
+}
+
+/// The latest time the store at `path` has recorded, when it exists and has one. Read before
+/// the writer opens it, without migrating it.
+pub fn clock_floor(path: &Path) -> Option<i64> {
+    if !path.exists() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    meta(&conn, "clock_floor_ms").ok()??.parse().ok()
+}
+
 /// A `meta` value.
 pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn

@@ -75,6 +75,8 @@ pub struct Identity {
     pub pickups: PickupHasher,
     /// The vending machine's dispenser, whose slots orders must fit.
     pub dispenser: Option<std::sync::Arc<dyn crate::inventory::dispenser::Dispenser>>,
+    /// This run of the agent (from its guarded clock), stamped on every event.
+    pub boot: Option<Uuid>,
 }
 
 /// The store's epoch, as written when the store was created.
@@ -169,6 +171,7 @@ impl State {
             device: id.touchpoint.device.clone(),
             epoch,
             scene: id.touchpoint.scene,
+            boot: id.boot,
         };
         Ok(State {
             engine,

@@ -32,6 +32,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// While the disk is full, new claims are refused without trying; one is let through to
 /// probe for room at most this often (a trim that frees rows clears the state at once).
 const DISK_PROBE_MS: i64 = 2_000;
+/// How often the store records the time it has seen (`meta.clock_floor_ms`): a restart with a
+/// clock set back starts no earlier than this much before the last commit.
+const FLOOR_EVERY_MS: i64 = 60_000;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -234,6 +237,7 @@ impl Writer {
             watch: FillWatch::default(),
             storage: storage.clone(),
             disk_full_at: None,
+            floor_saved_ms: i64::MIN,
         };
         worker.data_version = worker.data_version()?;
         worker.measure_fill();
@@ -548,6 +552,8 @@ struct Worker {
     storage: Arc<StorageGauge>,
     /// When a write last found the disk full (monotonic ms); `None` while there is room.
     disk_full_at: Option<i64>,
+    /// The time last recorded as `meta.clock_floor_ms`.
+    floor_saved_ms: i64,
 }
 
 impl Worker {
@@ -843,6 +849,10 @@ impl Worker {
                 }
             }
             check_disk(&tx, disk_full, &mut refusing)?;
+            if !refusing && now.ms.saturating_sub(self.floor_saved_ms) >= FLOOR_EVERY_MS {
+                schema::set_clock_floor(&tx, now.ms)?;
+                self.floor_saved_ms = now.ms;
+            }
             tx.commit()?;
             Ok(())
         })();

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use caidan_agent::catalogue::CatalogueFile;
 use caidan_agent::config::AgentConfig;
@@ -23,6 +24,8 @@ pub struct TestAgent {
     /// The clock the agent runs on: `clock`, or the system's with a broker (the uplink's
     /// reconnects and timers need time that moves).
     pub time: Arc<dyn Clock>,
+    /// With a broker: added to the system's wall clock, to step it as NTP or a dead RTC would.
+    pub wall_shift: Arc<AtomicI64>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub config: AgentConfig,
@@ -57,14 +60,40 @@ impl TestAgent {
         mqtt: Option<&str>,
         display: Option<&str>,
     ) -> TestAgent {
+        Self::start_full(catalogue, config, dir, mqtt, display, MORNING_MS).await
+    }
+
+    /// An agent without a broker on the store in `dir`, its manual wall clock reading
+    /// `wall_ms` at the start.
+    pub async fn start_dated(
+        catalogue: Value,
+        config: AgentConfig,
+        dir: tempfile::TempDir,
+        wall_ms: i64,
+    ) -> TestAgent {
+        Self::start_full(catalogue, config, dir, None, None, wall_ms).await
+    }
+
+    async fn start_full(
+        catalogue: Value,
+        config: AgentConfig,
+        dir: tempfile::TempDir,
+        mqtt: Option<&str>,
+        display: Option<&str>,
+        wall_ms: i64,
+    ) -> TestAgent {
         let catalogue = CatalogueFile {
             text: catalogue.to_string(),
             origin: "test".into(),
         };
         catalogue.parse().expect("test catalogue is valid");
-        let clock = ManualClock::new(MORNING_MS);
+        let clock = ManualClock::new(wall_ms);
+        let wall_shift = Arc::new(AtomicI64::new(0));
         let time: Arc<dyn Clock> = match mqtt {
-            Some(_) => caidan_sync::clock::SystemClock::shared(),
+            Some(_) => Arc::new(Shifted {
+                system: caidan_sync::clock::SystemClock::new(),
+                shift: wall_shift.clone(),
+            }),
             None => Arc::new(clock.clone()),
         };
         let opts = RunOptions {
@@ -88,6 +117,7 @@ impl TestAgent {
             running,
             clock,
             time,
+            wall_shift,
             dir,
             http,
             config,
@@ -111,12 +141,12 @@ impl TestAgent {
     }
 
     pub fn token(&self) -> String {
-        self.running.tokens.issue(self.time.now_ms())
+        self.running.tokens.issue(self.now_ms())
     }
 
-    /// The agent's wall clock now.
+    /// The time the agent goes by now (its guarded wall clock).
     pub fn now_ms(&self) -> i64 {
-        self.time.now_ms()
+        self.running.clock.now_ms()
     }
 
     pub fn reader(&self) -> Reader {
@@ -148,6 +178,22 @@ impl TestAgent {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The system's clocks, the wall clock shifted by a settable amount.
+struct Shifted {
+    system: caidan_sync::clock::SystemClock,
+    shift: Arc<AtomicI64>,
+}
+
+impl Clock for Shifted {
+    fn now_ms(&self) -> i64 {
+        self.system.now_ms() + self.shift.load(Ordering::SeqCst)
+    }
+
+    fn monotonic(&self) -> std::time::Duration {
+        self.system.monotonic()
     }
 }
 

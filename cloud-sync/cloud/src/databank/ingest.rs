@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use caidan_sync::backoff::{backoff, random_seed};
 use caidan_sync::broker_url::{BrokerUrl, BrokerUrlError};
+use caidan_sync::clock::Clock;
 use caidan_sync::contract::{self, Ack, Limits, Name, StateMessage};
 use caidan_sync::keys::SecretKey;
 use caidan_sync::tls::TlsFiles;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::metrics::Metrics;
 use super::store::Work;
 use super::store::dead_letter::DeadLetter;
+use super::timeline::Timeline;
 use super::writer::{Done, WriterHandle};
 
 /// Filter of every device's event batches.
@@ -79,9 +81,11 @@ pub async fn run(
     writer: WriterHandle<Publish>,
     done: mpsc::UnboundedReceiver<Done<Publish>>,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    let mut timeline = Timeline::default();
     // Acks go out one small message at a time: do not let Nagle's algorithm hold them.
     eventloop.network_options.set_tcp_nodelay(true);
     let acker = tokio::spawn(acknowledge(
@@ -118,7 +122,10 @@ pub async fn run(
                 metrics.broker_subscribes.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if !handle_publish(&cfg, &client, &writer, &metrics, p).await {
+                let now_ms = clock.now_ms();
+                if !handle_publish(&cfg, &client, &writer, &metrics, (&mut timeline, now_ms), p)
+                    .await
+                {
                     break;
                 }
             }
@@ -162,6 +169,7 @@ async fn handle_publish(
     client: &AsyncClient,
     writer: &WriterHandle<Publish>,
     metrics: &Metrics,
+    (timeline, now_ms): (&mut Timeline, i64),
     p: Publish,
 ) -> bool {
     let topic = p.topic.clone();
@@ -177,7 +185,17 @@ async fn handle_publish(
             }
             Some((fleet, device, "events")) => {
                 match contract::parse_batch(fleet, device, &p.payload, cfg.limits) {
-                    Ok(events) => Work::Batch(events),
+                    Ok(mut events) => {
+                        let mut refs: Vec<_> = events.iter_mut().map(|r| &mut r.event).collect();
+                        let moved = timeline.place(&mut refs, now_ms);
+                        if moved > 0 {
+                            metrics
+                                .events_retimed
+                                .fetch_add(moved as u64, Ordering::Relaxed);
+                            tracing::info!(%fleet, %device, moved, "event times placed on the bank's clock (the device's clock is not believed)");
+                        }
+                        Work::Batch(events)
+                    }
                     Err(e) => {
                         tracing::warn!(reason = e.reason(), error = %e, "batch rejected, set aside");
                         set_aside(e.reason(), e.to_string())
@@ -191,11 +209,16 @@ async fn handle_publish(
             }
             Some((fleet, device, "state")) => match (Name::new(fleet), Name::new(device)) {
                 (Ok(fleet), Ok(device)) => match StateMessage::parse(&p.payload) {
-                    Ok(state) => Work::State {
-                        fleet,
-                        device,
-                        state: Box::new(state),
-                    },
+                    Ok(state) => {
+                        if let Some(c) = &state.clock {
+                            timeline.note_state(fleet.as_str(), device.as_str(), c, now_ms);
+                        }
+                        Work::State {
+                            fleet,
+                            device,
+                            state: Box::new(state),
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(%fleet, %device, error = %e, "state message set aside");
                         set_aside("garbled_state", e.to_string())

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub batches_stored: AtomicU64,
     pub events_stored: AtomicU64,
     pub events_duplicate: AtomicU64,
+    /// Events whose time was placed on the bank's clock (their device's clock not believed).
+    pub events_retimed: AtomicU64,
     pub acks_published: AtomicU64,
     pub state_updates: AtomicU64,
     pub store_errors: AtomicU64,
@@ -74,6 +76,11 @@ impl Metrics {
                 "caidan_databank_events_duplicate_total",
                 "Events already stored (redeliveries).",
                 &self.events_duplicate,
+            ),
+            (
+                "caidan_databank_events_retimed_total",
+                "Events whose time was placed on the data bank's clock from their run's uptime.",
+                &self.events_retimed,
             ),
             (
                 "caidan_databank_broker_connects_total",

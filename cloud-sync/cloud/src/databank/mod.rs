@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod nearby;
 pub mod seqs;
 pub mod store;
+pub mod timeline;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -212,6 +213,7 @@ impl Databank {
             writer,
             done_rx,
             metrics.clone(),
+            cfg.clock.clone(),
             shutdown_rx,
         ));
         Ok(Databank {

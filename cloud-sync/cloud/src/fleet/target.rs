@@ -139,6 +139,7 @@ mod tests {
             scene: None,
             config: Some(report),
             at: None,
+            clock: None,
         }
     }
 

@@ -155,6 +155,7 @@ impl Device {
             scene: Some(Name::new("cinema").unwrap()),
             config: Some(report),
             at: Some(jiff::Timestamp::now()),
+            clock: None,
         }
     }
 

@@ -338,6 +338,21 @@ impl EventData {
     }
 
     /// The brand of the offer the fact is about, if any.
+    /// The writing run's monotonic clock when the fact happened; every type but config
+    /// answers carries it.
+    pub fn uptime_ms(&self) -> Option<u64> {
+        match self {
+            EventData::Impression(d) => Some(d.uptime_ms),
+            EventData::Scan(d) => Some(d.uptime_ms),
+            EventData::Claim(d) => Some(d.uptime_ms),
+            EventData::Redemption(d) => Some(d.uptime_ms),
+            EventData::Rejection(d) => Some(d.uptime_ms),
+            EventData::Order(d) => Some(d.uptime_ms),
+            EventData::Stock(d) => Some(d.uptime_ms),
+            EventData::Config(_) => None,
+        }
+    }
+
     pub fn brand(&self) -> Option<&Ident> {
         match self {
             EventData::Claim(d) => Some(&d.brand),

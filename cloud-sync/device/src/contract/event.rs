@@ -134,7 +134,7 @@ impl<'de> Deserialize<'de> for EventType {
 }
 
 /// One fact as a CloudEvents record. `source` is `/caidan/{fleet}/d/{device}`; `fleet`,
-/// `device`, `epoch`, `seq` and `brand` are extension attributes.
+/// `device`, `epoch`, `seq`, `boot` and `brand` are extension attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// UUID v7: time-ordered, unique across the fleet.
@@ -147,6 +147,9 @@ pub struct Event {
     pub epoch: Uuid,
     /// 1, 2, 3 ... without gaps within one epoch.
     pub seq: u64,
+    /// The run of the agent that wrote it (new at every start): with `data.uptime_ms`, the
+    /// event's place on that run's monotonic clock, whatever the wall clock did.
+    pub boot: Option<Uuid>,
     /// The offer, where the event concerns one offer.
     pub subject: Option<Ident>,
     /// The brand, where the event concerns one brand's offer.
@@ -199,6 +202,8 @@ struct Envelope<'a> {
     device: Name,
     epoch: Uuid,
     seq: u64,
+    #[serde(default)]
+    boot: Option<Uuid>,
     #[serde(default)]
     subject: Option<Ident>,
     #[serde(default)]
@@ -271,6 +276,7 @@ impl Event {
             device: env.device,
             epoch: env.epoch,
             seq: env.seq,
+            boot: env.boot,
             subject: env.subject,
             brand: env.brand,
             data,
@@ -281,7 +287,10 @@ impl Event {
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let fields = 11 + usize::from(self.subject.is_some()) + usize::from(self.brand.is_some());
+        let fields = 11
+            + usize::from(self.boot.is_some())
+            + usize::from(self.subject.is_some())
+            + usize::from(self.brand.is_some());
         let mut e = s.serialize_struct("Event", fields)?;
         e.serialize_field("specversion", SPEC_VERSION)?;
         e.serialize_field("id", &self.id)?;
@@ -294,6 +303,9 @@ impl Serialize for Event {
         e.serialize_field("device", &self.device)?;
         e.serialize_field("epoch", &self.epoch)?;
         e.serialize_field("seq", &self.seq)?;
+        if let Some(boot) = &self.boot {
+            e.serialize_field("boot", boot)?;
+        }
         if let Some(subject) = &self.subject {
             e.serialize_field("subject", subject)?;
         }

@@ -32,7 +32,7 @@ pub use inventory::{
     CancelOrder, DispenseFault, Handover, OrderData, OrderLine, OrderMessage, OrderMessageError,
     OrderRejection, OrderState, PickupOrder, SetStock, StockData, StockLevel, StockReason,
 };
-pub use state::{Fill, Location, StateError, StateMessage, StorageReport};
+pub use state::{ClockStatus, Fill, Location, StateError, StateMessage, StorageReport};
 
 /// Longest parse error kept: serde's messages can quote the offending input.
 const MAX_REASON_CHARS: usize = 200;

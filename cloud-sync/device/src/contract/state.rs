@@ -85,6 +85,28 @@ pub struct StateMessage {
     /// Device time when this state was published (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<jiff::Timestamp>,
+    /// How the device's wall clock has behaved since the agent started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockStatus>,
+}
+
+/// What the agent knows about its wall clock. Events carry `boot` and `data.uptime_ms`, so
+/// the data bank can place the events of one run on its own time line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockStatus {
+    /// This run of the agent: new at every start.
+    pub boot: uuid::Uuid,
+    /// The device's monotonic clock when this was taken, in ms since the agent started.
+    pub uptime_ms: u64,
+    /// The wall clock minus the time the agent goes by, in ms; 0 while they agree.
+    pub offset_ms: i64,
+    /// Steps of the wall clock seen since the start (the start counts when the wall clock
+    /// read earlier than the store's last recorded time).
+    pub jumps: u32,
+    /// The time the agent goes by is only a lower bound: the wall clock was behind the
+    /// store's last recorded time at the start and has not moved past it since.
+    pub lower_bound: bool,
 }
 
 /// How full a device's store is.
@@ -180,6 +202,7 @@ mod tests {
             scene: None,
             config: None,
             at: None,
+            clock: None,
         };
         assert_eq!(
             String::from_utf8(s.to_json()).unwrap(),

@@ -88,6 +88,8 @@ struct Driver<S: OutboxSource> {
     last_error: Option<String>,
     acks_refused: u64,
     shopper_marks: u64,
+    /// Wall clock steps reported in the last state sent.
+    clock_jumps: u32,
     status_tx: watch::Sender<UplinkStatus>,
 }
 
@@ -131,6 +133,7 @@ pub(super) async fn run<S: OutboxSource>(
         scene: cfg.scene.clone(),
         config: None,
         at: None,
+        clock: None,
     };
     opts.set_last_will(LastWill::new(
         state_topic.clone(),
@@ -179,6 +182,7 @@ pub(super) async fn run<S: OutboxSource>(
         last_error: None,
         acks_refused: 0,
         shopper_marks: shoppers.count(),
+        clock_jumps: 0,
         status_tx,
     };
     if *shutdown.borrow_and_update() {
@@ -188,6 +192,7 @@ pub(super) async fn run<S: OutboxSource>(
         d.flush_acks();
         let now = d.clock.monotonic();
         d.note_shoppers(&shoppers, now);
+        d.note_clock(now);
         while let Some(action) = d.core.poll_action(now) {
             d.execute(action);
         }
@@ -290,6 +295,16 @@ impl<S: OutboxSource> Driver<S> {
         }
     }
 
+    /// A wall clock step is news for the fleet: the state goes out again.
+    fn note_clock(&mut self, now: Duration) {
+        if let Some(status) = self.clock.status()
+            && status.jumps != self.clock_jumps
+        {
+            self.clock_jumps = status.jumps;
+            self.core.request_state(now);
+        }
+    }
+
     fn execute(&mut self, action: Action) {
         match action {
             Action::Read { after, max } => {
@@ -349,6 +364,7 @@ impl<S: OutboxSource> Driver<S> {
             scene: self.cfg.scene.clone(),
             config: self.report.clone(),
             at: jiff::Timestamp::from_millisecond(self.clock.now_ms()).ok(),
+            clock: self.clock.status(),
         }
     }
 

@@ -30,6 +30,7 @@ fn event(device: &str, epoch_n: u128, seq: u64, time_ms: i64, data: EventData) -
         device: Name::new(device).unwrap(),
         epoch: epoch(epoch_n),
         seq,
+        boot: None,
         subject: None,
         brand: None,
         data,

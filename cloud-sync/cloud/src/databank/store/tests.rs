@@ -23,6 +23,7 @@ pub(crate) fn ev(device: &str, epoch: &str, seq: u64) -> Received {
         device: Name::new(device).unwrap(),
         epoch: epoch_of(epoch),
         seq,
+        boot: None,
         subject: None,
         brand: None,
         data: EventData::Scan(ScanData {
