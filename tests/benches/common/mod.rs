@@ -222,6 +222,52 @@ impl Uplink {
     }
 }
 
+/// How one end-to-end drain went.
+pub struct Drained {
+    /// Until the outbox was empty (or the limit).
+    pub took: Duration,
+    /// Events the data bank stored.
+    pub stored: u64,
+    /// When the data bank held every event, if it did.
+    pub all_stored_at: Option<Duration>,
+    /// The uplink's counters at the end.
+    pub status: caidan_sync::uplink::UplinkStatus,
+    pub drained: bool,
+}
+
+/// Starts `agent`'s uplink to `mqtt_url` and waits until `bank` stored all `n` events of the
+/// backlog and the outbox is empty (acknowledged and trimmed), at most `limit`.
+pub async fn drain_end_to_end(
+    agent: &Agent,
+    bank: &Databank,
+    mqtt_url: &str,
+    n: u64,
+    limit: Duration,
+) -> Result<Drained> {
+    let metrics = bank.metrics().clone();
+    let start = Instant::now();
+    let uplink = agent.start_uplink(mqtt_url)?;
+    let mut all_stored_at = None;
+    let drained = wait_for(limit, || {
+        let stored = metrics.events_stored.load(Ordering::Relaxed);
+        if stored >= n && all_stored_at.is_none() {
+            all_stored_at = Some(start.elapsed());
+        }
+        stored >= n && agent.writer.outbox_depth() == 0
+    })
+    .await;
+    let took = start.elapsed();
+    let status = uplink.handle.status();
+    uplink.stop().await;
+    Ok(Drained {
+        took,
+        stored: metrics.events_stored.load(Ordering::Relaxed),
+        all_stored_at,
+        status,
+        drained,
+    })
+}
+
 /// Starts Mosquitto (no persistence) on a free port in `dir`. `MOSQUITTO_EXTRA` adds config
 /// lines, `;`-separated (for example `set_tcp_nodelay true`); unset means the stock config.
 pub fn start_broker(dir: &Path) -> caidan_e2e::Mosquitto {
