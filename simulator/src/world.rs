@@ -139,6 +139,7 @@ impl Bank {
                     max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
                 },
                 crash_after_commits: None,
+                nats: None,
                 ack_key: SecretKey::from_seed_hex(DEMO_ACK_KEY)?,
             },
             store: caidan_cloud::databank::StoreUrl::Sqlite(self.store.clone()),

@@ -1,8 +1,9 @@
 //! A clustered broker: three NATS nodes with JetStream and MQTT, agents on two of them, the
 //! data bank on the third. One node is killed (`kill -9`) mid-sync and comes back; every
 //! event still arrives exactly once. Agents speak plain MQTT and know nothing of the cluster.
-//! NATS (2.9) has no MQTT shared subscriptions, so the data bank runs with
-//! `--share-group none` here.
+//! NATS (2.9) has no MQTT shared subscriptions, so a data bank runs with
+//! `--share-group none` here, and two data banks split the load as members of a NATS queue
+//! group (`--nats`) while the agents stay plain MQTT.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,5 +89,78 @@ async fn a_node_killed_mid_sync_loses_and_doubles_nothing() {
     assert_eq!(c.claims, 2 * (BACKLOG as i64 + 100));
     assert_eq!(c.duplicate_seqs, 0, "a seq stored twice");
     assert_eq!(c.epochs, 2);
+    drop(agents);
+}
+
+/// `caidan_databank_events_stored_total` of a data bank process.
+async fn stored_by(bank: &Databank) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", bank.http))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("caidan_databank_events_stored_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no events_stored in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_data_banks_split_the_load_as_a_nats_queue_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let datas = [dir.path().join("agent-a"), dir.path().join("agent-b")];
+    let devices = ["queue-kiosk-a", "queue-kiosk-b"];
+    for (data, device) in datas.iter().zip(devices) {
+        let a = agent(data, device, None);
+        assert_eq!(claim_many(&a, device, BACKLOG, 16).await, BACKLOG);
+    }
+    let cluster = NatsCluster::start(dir.path());
+    // Two data banks on one store, on nodes 2 and 3, each a member of the NATS queue group
+    // for event batches; device state and acknowledgements over MQTT on the same node.
+    let store = dir.path().join("databank.db");
+    let banks: Vec<Databank> = [1, 2]
+        .into_iter()
+        .map(|i| {
+            let node = &cluster.nodes[i];
+            let nats = format!("nats://127.0.0.1:{}", node.port);
+            Databank::start_on_store(
+                &dir.path().join(format!("bank-{i}")),
+                &store,
+                &format!("queue-databank-{i}"),
+                &node.url(),
+                &["--share-group", "none", "--nats", &nats],
+            )
+        })
+        .collect();
+    let agents: Vec<Agent> = datas
+        .iter()
+        .zip(devices)
+        .map(|(data, device)| agent(data, device, Some(&cluster.nodes[0].url())))
+        .collect();
+    for (a, device) in agents.iter().zip(devices) {
+        assert_eq!(claim_many(a, &format!("{device}-online"), 50, 4).await, 50);
+    }
+    assert!(
+        wait_until(DRAIN, || all_drained(&datas, &banks[0])),
+        "not drained: bank {:?}, outboxes {:?}",
+        banks[0].counts(),
+        datas.iter().map(|d| agent_outbox(d)).collect::<Vec<_>>()
+    );
+    let c = banks[0].counts();
+    assert_eq!(c.claims, 2 * (BACKLOG as i64 + 50));
+    assert_eq!(c.duplicate_seqs, 0, "a seq stored twice");
+    // Each bank stored part of the batches, and together each event once.
+    let (a, b) = (stored_by(&banks[0]).await, stored_by(&banks[1]).await);
+    assert!(a > 0 && b > 0, "one bank took everything: {a} and {b}");
+    assert_eq!(
+        a + b,
+        c.events as u64,
+        "{a} + {b} stored, {} held",
+        c.events
+    );
     drop(agents);
 }

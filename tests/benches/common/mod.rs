@@ -326,6 +326,7 @@ pub async fn start_databank(
             shared_group: group.map(str::to_owned),
             limits: Limits::default(),
             crash_after_commits: None,
+            nats: None,
             ack_key: caidan_sync::keys::SecretKey::from_seed_hex(
                 caidan_cloud::databank::auth::DEMO_ACK_KEY,
             )

@@ -26,8 +26,38 @@ impl DatabankProc {
 
     /// [`DatabankProc::start`] with environment variables.
     pub fn start_env(dir: &Path, mqtt: &str, extra: &[&str], env: &[(&str, &str)]) -> DatabankProc {
+        DatabankProc::start_full(
+            dir,
+            &dir.join("databank.db"),
+            "e2e-databank",
+            mqtt,
+            extra,
+            env,
+        )
+    }
+
+    /// One of several data banks on one SQLite `store`: its log in `dir`, its own MQTT
+    /// client id.
+    pub fn start_on_store(
+        dir: &Path,
+        store: &Path,
+        client_id: &str,
+        mqtt: &str,
+        extra: &[&str],
+    ) -> DatabankProc {
+        DatabankProc::start_full(dir, store, client_id, mqtt, extra, &[])
+    }
+
+    fn start_full(
+        dir: &Path,
+        store: &Path,
+        client_id: &str,
+        mqtt: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> DatabankProc {
         std::fs::create_dir_all(dir).expect("data bank folder");
-        let store = dir.join("databank.db");
+        let store = store.to_path_buf();
         let mut cmd = Command::new(crate::bin::cloud());
         cmd.args(["databank", "--mqtt", mqtt, "--store"])
             .arg(format!("sqlite:{}", store.display()))
@@ -35,7 +65,7 @@ impl DatabankProc {
             .arg(repo::demo_brands())
             .arg("--ack-key")
             .arg(repo::demo_ack_key())
-            .args(["--http", "127.0.0.1:0", "--client-id", "e2e-databank"])
+            .args(["--http", "127.0.0.1:0", "--client-id", client_id])
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped());

@@ -112,6 +112,11 @@ struct DatabankArgs {
     /// Shared-subscription group; "none" subscribes without $share.
     #[arg(long, default_value = "databank")]
     share_group: String,
+    /// Take event batches from this NATS server (nats://HOST:PORT) as a member of a NATS
+    /// queue group (the share group's name, "databank" with none), so several data banks on
+    /// a NATS cluster split the load; state and acknowledgements stay on --mqtt.
+    #[arg(long, value_parser = nats_url)]
+    nats: Option<String>,
     /// Largest accepted batch payload in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BATCH_BYTES)]
     max_batch_bytes: usize,
@@ -170,6 +175,7 @@ fn databank_config(
             },
             crash_after_commits: args.crash_after_commits,
             ack_key,
+            nats: args.nats,
         },
         store,
         http_listen: args.http,
@@ -281,4 +287,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Fleet(args) => fleet::cli::run(args).await?,
     }
     Ok(())
+}
+
+/// A `nats://HOST:PORT` URL.
+fn nats_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("nats://")
+        .ok_or_else(|| format!("{text}: expected nats://HOST:PORT"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text}: expected nats://HOST:PORT (the port is missing)"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{text}: expected nats://HOST:PORT"));
+    }
+    Ok(text.to_owned())
 }

@@ -48,9 +48,34 @@ pub struct IngestConfig {
     pub crash_after_commits: Option<u64>,
     /// Signs every acknowledgement; devices trust its public key.
     pub ack_key: SecretKey,
+    /// Take event batches from this NATS server (`nats://host:port`) as one member of the
+    /// queue group (`shared_group`, else `databank`) instead of subscribing to them over MQTT:
+    /// NATS has no MQTT shared subscriptions. State and acknowledgements stay on MQTT.
+    pub nats: Option<String>,
 }
 
+/// Where a message the writer handles came from, so it is confirmed the right way after the
+/// commit.
+#[derive(Debug)]
+pub enum Origin {
+    /// PUBACKed after the commit.
+    Mqtt(Publish),
+    /// A NATS core delivery: nothing to confirm; a batch lost before its commit comes again
+    /// from the device, which resends until it is acknowledged.
+    Nats,
+}
+
+/// NATS subject of every device's event batches (the MQTT topic with `.` for `/`).
+pub const EVENTS_SUBJECT: &str = "caidan.v1.*.d.*.events";
+
 impl IngestConfig {
+    /// The NATS queue group event batches are shared in.
+    pub fn queue_group(&self) -> String {
+        self.shared_group
+            .clone()
+            .unwrap_or_else(|| "databank".into())
+    }
+
     /// The events subscription filter, shared or plain.
     pub fn events_filter(&self) -> String {
         match &self.shared_group {
@@ -78,14 +103,24 @@ impl IngestConfig {
 pub async fn run(
     cfg: IngestConfig,
     opts: MqttOptions,
-    writer: WriterHandle<Publish>,
-    done: mpsc::UnboundedReceiver<Done<Publish>>,
+    writer: WriterHandle<Origin>,
+    done: mpsc::UnboundedReceiver<Done<Origin>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
-    let mut timeline = Timeline::default();
+    let timeline = Arc::new(std::sync::Mutex::new(Timeline::default()));
+    let nats = cfg.nats.clone().map(|url| {
+        tokio::spawn(nats_events(
+            url,
+            cfg.clone(),
+            writer.clone(),
+            metrics.clone(),
+            (timeline.clone(), clock.clone()),
+            shutdown.clone(),
+        ))
+    });
     // Acks go out one small message at a time: do not let Nagle's algorithm hold them.
     eventloop.network_options.set_tcp_nodelay(true);
     let acker = tokio::spawn(acknowledge(
@@ -107,10 +142,10 @@ pub async fn run(
                 failures = 0;
                 metrics.broker_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(client_id = %cfg.client_id, session_present = c.session_present, "connected to broker");
-                let filters = [
-                    (cfg.events_filter(), QoS::AtLeastOnce),
-                    (STATE_FILTER.to_owned(), QoS::AtLeastOnce),
-                ];
+                let mut filters = vec![(STATE_FILTER.to_owned(), QoS::AtLeastOnce)];
+                if cfg.nats.is_none() {
+                    filters.push((cfg.events_filter(), QoS::AtLeastOnce));
+                }
                 let subs = filters
                     .into_iter()
                     .map(|(path, qos)| rumqttc::SubscribeFilter::new(path, qos));
@@ -123,9 +158,19 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let now_ms = clock.now_ms();
-                if !handle_publish(&cfg, &client, &writer, &metrics, (&mut timeline, now_ms), p)
-                    .await
-                {
+                let work = {
+                    let mut t = timeline.lock().unwrap_or_else(|e| e.into_inner());
+                    work_of(&cfg, &metrics, (&mut t, now_ms), &p.topic, &p.payload)
+                };
+                let queued = match work {
+                    Some(work) => writer.submit(work, Origin::Mqtt(p)).await,
+                    // An empty retained message clears the retained state: nothing to store.
+                    None => {
+                        let _ = client.try_ack(&p);
+                        true
+                    }
+                };
+                if !queued {
                     break;
                 }
             }
@@ -140,6 +185,9 @@ pub async fn run(
                 }
             }
         }
+    }
+    if let Some(n) = nats {
+        let _ = n.await;
     }
     drop(writer);
     // Flush the acknowledgements of what was committed, briefly, then leave.
@@ -160,31 +208,29 @@ pub async fn run(
     .await;
 }
 
-/// Checks one incoming publish and queues it for the writer: as data when it is valid, as a
-/// dead letter with its reason when not. Either way it is confirmed to the broker only after
-/// the writer committed it, so nothing is lost and nothing comes back in a loop. Returns
-/// `false` when the writer is gone.
-async fn handle_publish(
+/// What one incoming message is for the writer: data when it is valid, a dead letter with
+/// its reason when not; `None` for an empty retained state (nothing to store). Either way the
+/// message is confirmed only after the writer committed it, so nothing is lost and nothing
+/// comes back in a loop.
+fn work_of(
     cfg: &IngestConfig,
-    client: &AsyncClient,
-    writer: &WriterHandle<Publish>,
     metrics: &Metrics,
     (timeline, now_ms): (&mut Timeline, i64),
-    p: Publish,
-) -> bool {
-    let topic = p.topic.clone();
+    topic: &str,
+    payload: &[u8],
+) -> Option<Work> {
     let work = {
         let set_aside = |reason: &'static str, detail: String| {
             metrics.reject(reason);
-            Work::DeadLetter(DeadLetter::new(&topic, reason, &detail, &p.payload))
+            Work::DeadLetter(DeadLetter::new(topic, reason, &detail, payload))
         };
-        match topics::parse_device_topic(&topic) {
+        match topics::parse_device_topic(topic) {
             None => {
-                tracing::warn!(topic = %contract::ids::shown(&topic), "message on an unexpected topic, set aside");
+                tracing::warn!(topic = %contract::ids::shown(topic), "message on an unexpected topic, set aside");
                 set_aside("unexpected_topic", "not a device topic".into())
             }
             Some((fleet, device, "events")) => {
-                match contract::parse_batch(fleet, device, &p.payload, cfg.limits) {
+                match contract::parse_batch(fleet, device, payload, cfg.limits) {
                     Ok(mut events) => {
                         let mut refs: Vec<_> = events.iter_mut().map(|r| &mut r.event).collect();
                         let moved = timeline.place(&mut refs, now_ms);
@@ -202,13 +248,9 @@ async fn handle_publish(
                     }
                 }
             }
-            // An empty retained message clears the retained state: nothing to store.
-            Some((_, _, "state")) if p.payload.is_empty() => {
-                let _ = client.try_ack(&p);
-                return true;
-            }
+            Some((_, _, "state")) if payload.is_empty() => return None,
             Some((fleet, device, "state")) => match (Name::new(fleet), Name::new(device)) {
-                (Ok(fleet), Ok(device)) => match StateMessage::parse(&p.payload) {
+                (Ok(fleet), Ok(device)) => match StateMessage::parse(payload) {
                     Ok(state) => {
                         if let Some(c) = &state.clock {
                             timeline.note_state(fleet.as_str(), device.as_str(), c, now_ms);
@@ -232,13 +274,67 @@ async fn handle_publish(
             Some(_) => set_aside("unexpected_topic", "not a topic the data bank reads".into()),
         }
     };
-    writer.submit(work, p).await
+    Some(work)
+}
+
+/// Takes event batches from NATS as one member of the queue group until `shutdown`; every
+/// batch goes to exactly one member. Reconnects on its own (the client's backoff).
+async fn nats_events(
+    url: String,
+    cfg: IngestConfig,
+    writer: WriterHandle<Origin>,
+    metrics: Arc<Metrics>,
+    (timeline, clock): (Arc<std::sync::Mutex<Timeline>>, Arc<dyn Clock>),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt as _;
+    let options = async_nats::ConnectOptions::new()
+        .name(&cfg.client_id)
+        .retry_on_initial_connect();
+    let client = match options.connect(&url).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%url, error = %e, "NATS connection failed: no event batches will be taken");
+            return;
+        }
+    };
+    let group = cfg.queue_group();
+    let mut subscription = match client.queue_subscribe(EVENTS_SUBJECT, group.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%url, error = %e, "NATS queue subscription failed");
+            return;
+        }
+    };
+    // The server has the subscription once a flush round trip is back.
+    let _ = client.flush().await;
+    metrics.nats_subscribed.store(1, Ordering::Relaxed);
+    tracing::info!(%url, subject = EVENTS_SUBJECT, %group, "taking event batches from NATS as a queue group member");
+    loop {
+        let message = tokio::select! {
+            m = subscription.next() => m,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let Some(message) = message else { break };
+        let topic = message.subject.as_str().replace('.', "/");
+        let now_ms = clock.now_ms();
+        let work = {
+            let mut t = timeline.lock().unwrap_or_else(|e| e.into_inner());
+            work_of(&cfg, &metrics, (&mut t, now_ms), &topic, &message.payload)
+        };
+        if let Some(work) = work
+            && !writer.submit(work, Origin::Nats).await
+        {
+            break;
+        }
+    }
+    let _ = subscription.unsubscribe().await;
 }
 
 /// After each commit: publish the signed acknowledgements, then PUBACK the stored message.
 async fn acknowledge(
     client: AsyncClient,
-    mut done: mpsc::UnboundedReceiver<Done<Publish>>,
+    mut done: mpsc::UnboundedReceiver<Done<Origin>>,
     metrics: Arc<Metrics>,
     crash_after_commits: Option<u64>,
     key: SecretKey,
@@ -268,7 +364,9 @@ async fn acknowledge(
                     }
                     metrics.acks_published.fetch_add(1, Relaxed);
                 }
-                if client.ack(&publish).await.is_err() {
+                if let Origin::Mqtt(publish) = &publish
+                    && client.ack(publish).await.is_err()
+                {
                     return;
                 }
             }

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub broker_connects: AtomicU64,
     /// Subscriptions the broker confirmed (one SUBACK per connection).
     pub broker_subscribes: AtomicU64,
+    /// 1 once the NATS queue subscription for event batches is in place.
+    pub nats_subscribed: AtomicU64,
     rejected: Mutex<Vec<(&'static str, u64)>>,
     dead_letters: Mutex<Vec<(&'static str, u64)>>,
 }

@@ -124,6 +124,8 @@ pub struct Databank {
     http_addr: SocketAddr,
     https_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
+    /// Event batches come from a NATS queue group.
+    nats: bool,
     shutdown: watch::Sender<bool>,
     ingest: JoinHandle<()>,
     http: JoinHandle<()>,
@@ -206,7 +208,8 @@ impl Databank {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        tracing::info!(%http_addr, https_addr = ?https_addr, store = %cfg.store, broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), "data bank started");
+        tracing::info!(%http_addr, https_addr = ?https_addr, store = %cfg.store, broker = %cfg.ingest.broker, filter = %cfg.ingest.events_filter(), nats = ?cfg.ingest.nats, "data bank started");
+        let nats = cfg.ingest.nats.is_some();
         let ingest = tokio::spawn(ingest::run(
             cfg.ingest,
             opts,
@@ -220,6 +223,7 @@ impl Databank {
             http_addr,
             https_addr,
             metrics,
+            nats,
             shutdown,
             ingest,
             http,
@@ -250,7 +254,11 @@ impl Databank {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let connects = self.metrics.broker_connects.load(Ordering::Relaxed);
-            if connects > 0 && self.metrics.broker_subscribes.load(Ordering::Relaxed) >= connects {
+            let nats_ok = !self.nats || self.metrics.nats_subscribed.load(Ordering::Relaxed) > 0;
+            if nats_ok
+                && connects > 0
+                && self.metrics.broker_subscribes.load(Ordering::Relaxed) >= connects
+            {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -244,6 +244,7 @@ pub fn databank_config(
             shared_group: group.map(str::to_owned),
             limits: Limits::default(),
             crash_after_commits: None,
+            nats: None,
             ack_key: SecretKey::from_seed_hex(caidan_cloud::databank::auth::DEMO_ACK_KEY)
                 .expect("the demo ack key"),
         },
