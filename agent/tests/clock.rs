@@ -38,15 +38,7 @@ async fn start() -> TestAgent {
 
 /// The offer a shopper gets with the QR the screen shows now.
 async fn offer_for(agent: &TestAgent, shopper: &str) -> String {
-    let qr: Value = agent
-        .http
-        .get(agent.screen("/api/v1/qr"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let qr = agent.qr().await;
     let (status, body) = agent
         .crack_with(qr["token"].as_str().unwrap(), shopper)
         .await;

@@ -157,19 +157,6 @@ impl Operator {
     }
 }
 
-/// The screen's current QR answer.
-async fn current_qr(agent: &TestAgent) -> Value {
-    agent
-        .http
-        .get(agent.screen("/api/v1/qr"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Cracks an egg with the token in `qr`.
 async fn crack(agent: &TestAgent, qr: &Value) -> reqwest::Response {
     agent
@@ -188,7 +175,7 @@ fn code(a: &ConfigAck) -> &'static str {
 
 /// The offer a new shopper gets now.
 async fn claimed_offer(agent: &TestAgent, shopper: &str) -> String {
-    let qr = current_qr(agent).await;
+    let qr = agent.qr().await;
     let egg: Value = agent
         .http
         .post(agent.url("/api/v1/eggs"))
@@ -398,7 +385,7 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
     })
     .await;
     assert!(all, "answers: {:?}", op.acks.lock().unwrap());
-    let qr = current_qr(&agent).await;
+    let qr = agent.qr().await;
     assert_eq!(qr["rotation_secs"], 10, "the device layer wins");
     let egg = crack(&agent, &qr).await;
     assert_eq!(egg.status(), 503, "the group switched eggs off");
@@ -417,7 +404,7 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
         .answered(|a| a.version == Some(2) && a.status == ConfigStatus::Applied)
         .await;
     assert!(seen);
-    let qr = current_qr(&agent).await;
+    let qr = agent.qr().await;
     assert_eq!(qr["rotation_secs"], 10);
     // Removing the group's switch (a new group layer without it) turns eggs back on, hot.
     op.push(&key, &doc(Layer::Group, "shanghai", 2, json!({})))
@@ -426,7 +413,7 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
         .answered(|a| a.layer == Some(Layer::Group) && a.version == Some(2))
         .await;
     assert!(on);
-    let qr = current_qr(&agent).await;
+    let qr = agent.qr().await;
     let egg = crack(&agent, &qr).await;
     assert_eq!(egg.status(), 201);
     // After a restart with no broker the applied layers still run.
@@ -438,7 +425,7 @@ async fn retained_layers_apply_on_connect_with_device_over_group_over_fleet() {
         None,
     )
     .await;
-    let qr = current_qr(&agent).await;
+    let qr = agent.qr().await;
     assert_eq!(
         qr["rotation_secs"], 10,
         "applied layers persist across a restart"

@@ -262,6 +262,7 @@ impl Shop {
         let qr: Value = match self
             .http
             .get(format!("{}/api/v1/qr", d.screen))
+            .bearer_auth(crate::world::SCREEN_TOKEN)
             .send()
             .await
         {
@@ -419,6 +420,7 @@ pub async fn run(s: &Scenario, seed: u64, progress: &dyn Progress) -> Result<Out
             profile: caidan_profiles::bundled(&grp.profile).expect("validated"),
             region: &grp.region,
             process: grp.process,
+            netns: grp.netns,
             storage_budget_bytes: grp.storage_budget_bytes,
             jam_attempts,
             catalogue: catalogue(s, id, &hasher),
@@ -834,6 +836,24 @@ async fn apply_fault(
         }
         FaultKind::DispenserJam { device } => {
             format!("{device}: the dispenser jams on its next attempt")
+        }
+        FaultKind::LinkFault {
+            device,
+            minutes,
+            cut,
+            delay_ms,
+            loss_pct,
+        } => {
+            let d = devices.iter().find(|d| &d.id == device).expect("validated");
+            d.link_fault(starting, *cut, *delay_ms, *loss_pct)
+                .with_context(|| format!("link fault on {device}"))?;
+            match (starting, cut) {
+                (true, true) => format!("{device}: uplink cut (veth down) for {minutes} min"),
+                (true, false) => format!(
+                    "{device}: uplink slowed by {delay_ms} ms, {loss_pct}% loss, for {minutes} min"
+                ),
+                (false, _) => format!("{device}: uplink restored"),
+            }
         }
     })
 }

@@ -19,7 +19,12 @@ pub struct Link {
 impl Link {
     /// Relays `127.0.0.1:<free port>` to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Link> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Link::start_on(std::net::Ipv4Addr::LOCALHOST, upstream).await
+    }
+
+    /// Relays `ip:<free port>` to `upstream`.
+    pub async fn start_on(ip: std::net::Ipv4Addr, upstream: SocketAddr) -> std::io::Result<Link> {
+        let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let (up, _) = watch::channel(true);
         let up = Arc::new(up);

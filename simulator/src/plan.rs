@@ -189,7 +189,8 @@ pub fn plan(
             FaultKind::LinkCut { minutes, .. }
             | FaultKind::BrokerRestart { minutes }
             | FaultKind::DatabankRestart { minutes }
-            | FaultKind::Kill9 { minutes, .. } => Some(*minutes),
+            | FaultKind::Kill9 { minutes, .. }
+            | FaultKind::LinkFault { minutes, .. } => Some(*minutes),
             FaultKind::ClockJump { .. } | FaultKind::DispenserJam { .. } => None,
         };
         if let Some(m) = lasts {

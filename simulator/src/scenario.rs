@@ -62,6 +62,10 @@ pub struct DeviceGroup {
     /// Run these as real processes (needed for `kill9`); in process otherwise.
     #[serde(default)]
     pub process: bool,
+    /// Run each in its own network namespace, its uplink and its shop link on veth pairs
+    /// (needs `process`, root and iproute2): `link_fault` then works on real links.
+    #[serde(default)]
+    pub netns: bool,
     /// Storage budget in bytes, below the profile's, for a disk near its budget.
     #[serde(default)]
     pub storage_budget_bytes: Option<u64>,
@@ -167,6 +171,19 @@ pub enum FaultKind {
     ClockJump { device: String, hours: i32 },
     /// A device's dispenser jams on its next attempt.
     DispenserJam { device: String },
+    /// A real network fault on a namespaced device's uplink for `minutes`: cut, or slowed
+    /// by `delay_ms` with `loss_pct` random loss (tc netem; a thin tbf link where the kernel
+    /// lacks netem). Shoppers, on the shop link, are still served.
+    LinkFault {
+        device: String,
+        minutes: u32,
+        #[serde(default)]
+        cut: bool,
+        #[serde(default)]
+        delay_ms: u32,
+        #[serde(default)]
+        loss_pct: u32,
+    },
 }
 
 /// Why a scenario is refused.
@@ -353,6 +370,17 @@ impl Scenario {
             .filter(|(_, g)| self.devices[*g].process)
             .map(|(id, _)| id)
             .collect();
+        let namespaced: BTreeSet<String> = self
+            .devices_with_groups()
+            .filter(|(_, g)| self.devices[*g].netns)
+            .map(|(id, _)| id)
+            .collect();
+        if let Some(g) = self.devices.iter().position(|g| g.netns && !g.process) {
+            return Err(bad(
+                &format!("devices[{g}].netns"),
+                "needs process = true (a namespace holds a process)".into(),
+            ));
+        }
         for (i, f) in self.faults.iter().enumerate() {
             let field = |x: &str| format!("faults[{i}].{x}");
             if !(0.0..hours).contains(&f.at_hour) {
@@ -412,6 +440,38 @@ impl Scenario {
                         return Err(bad(&field("device"), format!("{device} has no dispenser")));
                     }
                 }
+                FaultKind::LinkFault {
+                    device,
+                    minutes,
+                    cut,
+                    delay_ms,
+                    loss_pct,
+                } => {
+                    known(device)?;
+                    if !namespaced.contains(device) {
+                        return Err(bad(
+                            &field("device"),
+                            format!(
+                                "{device} has no namespace; link_fault needs a group with netns = true"
+                            ),
+                        ));
+                    }
+                    if *minutes == 0 {
+                        return Err(bad(&field("minutes"), "must be at least 1".into()));
+                    }
+                    if !*cut && *delay_ms == 0 && *loss_pct == 0 {
+                        return Err(bad(
+                            &field("cut"),
+                            "say cut = true, or a delay_ms or loss_pct".into(),
+                        ));
+                    }
+                    if *delay_ms > 60_000 || *loss_pct > 100 {
+                        return Err(bad(
+                            &field("delay_ms"),
+                            "delay_ms at most 60000, loss_pct at most 100".into(),
+                        ));
+                    }
+                }
                 FaultKind::BrokerRestart { .. } | FaultKind::DatabankRestart { .. } => {}
             }
         }
@@ -465,6 +525,31 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn a_link_fault_needs_a_namespaced_process_device() {
+        let faults = include_str!("../tests/faults.toml");
+        // Without the namespace, the fault has no link to work on.
+        let plain = faults.replace("netns = true", "netns = false");
+        let e = Scenario::parse(&plain, "x.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("link_fault needs a group with netns = true"),
+            "{e}"
+        );
+        // A namespace holds a process.
+        let in_process = faults.replace("process = true", "process = false");
+        let e = Scenario::parse(&in_process, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("netns: needs process = true"), "{e}");
+        // A fault that does nothing is refused.
+        let idle = faults.replace("cut = true", "cut = false");
+        let e = Scenario::parse(&idle, "x.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("say cut = true, or a delay_ms or loss_pct"),
+            "{e}"
         );
     }
 }

@@ -23,6 +23,10 @@ use caidan_sync::keys::SecretKey;
 use crate::clock::{DeviceClock, SimTime, publish};
 use crate::link::Link;
 
+/// The bearer token the simulated screens present (every device's `http.screen_token`), so
+/// a namespaced device's screen listener may be on its veth address.
+pub const SCREEN_TOKEN: &str = "caidan-sim-screen";
+
 /// The fleet every simulated device belongs to (the demo brands' data bank tokens work).
 pub const FLEET: &str = "demo";
 /// The staff token every simulated device accepts (the demo config's).
@@ -192,6 +196,8 @@ pub struct Device {
     pub screen: SocketAddr,
     pub runner: Runner,
     catalogue: String,
+    /// The device's own network namespace: link 0 its uplink, link 1 its shop link.
+    netns: Option<caidan_testkit::Netns>,
 }
 
 /// What a device is made of before it starts.
@@ -202,6 +208,8 @@ pub struct DeviceSpec<'a> {
     pub profile: Profile,
     pub region: &'a str,
     pub process: bool,
+    /// In its own network namespace (a real process).
+    pub netns: bool,
     pub storage_budget_bytes: Option<u64>,
     /// 1-based dispense attempts that jam.
     pub jam_attempts: Vec<u64>,
@@ -242,7 +250,10 @@ fn config_text(
         .replace("rotation_secs = 30", &format!("rotation_secs = {rotation}"))
         .replace(
             "listen = \"127.0.0.1:8780\"",
-            &format!("listen = \"{public}\"\nscreen_listen = \"{screen}\""),
+            &format!(
+                "listen = \"{public}\"\nscreen_listen = \"{screen}\"\nscreen_token = \"{}\"",
+                caidan_sync::credentials::TokenHash::of(SCREEN_TOKEN)
+            ),
         );
     if let Some(b) = spec.storage_budget_bytes {
         text.push_str(&format!("\n[store]\nbudget_bytes = {b}\n"));
@@ -275,14 +286,33 @@ impl Device {
         std::fs::create_dir_all(&home)?;
         let catalogue_file = home.join("catalogue.json");
         std::fs::write(&catalogue_file, &spec.catalogue)?;
-        let public = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let screen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let netns = spec
+            .netns
+            .then(|| {
+                caidan_testkit::Netns::create(2).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: could not make its network namespace (netns = true needs root and iproute2): {e}",
+                        spec.id
+                    )
+                })
+            })
+            .transpose()?;
+        // Shoppers and the screen reach a namespaced agent on its shop link.
+        let here = netns
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, |ns| ns.link(1).ns_ip);
+        let public = SocketAddr::from((here, free_port()?));
+        let screen = SocketAddr::from((here, free_port()?));
         let text = config_text(&spec, public, screen, &catalogue_file);
         let config_file = home.join("agent.toml");
         std::fs::write(&config_file, &text)?;
         let config = AgentConfig::from_toml(&text, &config_file.display().to_string())
             .with_context(|| format!("config of {}", spec.id))?;
-        let link = Link::start(broker).await?;
+        // Its uplink reaches the broker's relay on the host end of link 0.
+        let relay_ip = netns
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, |ns| ns.link(0).host_ip);
+        let link = Link::start_on(relay_ip, broker).await?;
         let clock = DeviceClock::new(time.clone());
         let mut d = Device {
             id: spec.id,
@@ -299,6 +329,7 @@ impl Device {
             screen,
             runner: Runner::Down,
             catalogue: spec.catalogue,
+            netns,
         };
         d.up().await?;
         Ok(d)
@@ -359,7 +390,12 @@ impl Device {
             Some(clock_file) => {
                 publish(clock_file, self.clock.now_ms())?;
                 let log = std::fs::File::create(self.data.with_extension("log"))?;
-                let child = Command::new(sim_exe()?)
+                let mut cmd = match &self.netns {
+                    // `ip netns exec` execs the program: the child's pid is the agent's.
+                    Some(ns) => ns.command(sim_exe()?),
+                    None => Command::new(sim_exe()?),
+                };
+                let child = cmd
                     .arg("_agent")
                     .arg("--config")
                     .arg(&self.config_file)
@@ -412,6 +448,35 @@ impl Device {
     }
 
     /// `kill -9` (a real-process agent only).
+    /// Starts (`starting`) or ends a real fault on the namespaced uplink: the host end of
+    /// the veth set down, or netem delay and loss on both ends (tbf where netem is missing).
+    pub fn link_fault(
+        &self,
+        starting: bool,
+        cut: bool,
+        delay_ms: u32,
+        loss_pct: u32,
+    ) -> Result<()> {
+        let Some(ns) = &self.netns else {
+            bail!("{} has no network namespace", self.id);
+        };
+        let uplink = ns.link(0);
+        match (starting, cut) {
+            (true, true) => uplink.cut(),
+            (false, true) => uplink.restore(),
+            (true, false) => {
+                if let Err(e) = uplink.slow(delay_ms, loss_pct) {
+                    tracing::warn!(device = %self.id, error = %e, "no netem in this kernel: a thin tbf link instead");
+                    uplink
+                        .throttle(64, delay_ms.max(50))
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                }
+            }
+            (false, false) => uplink.clear(),
+        }
+        Ok(())
+    }
+
     pub fn kill9(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.runner, Runner::Down) {
             Runner::Process(mut c) => {

@@ -157,6 +157,17 @@ impl TestAgent {
         self.reader().count(table).unwrap()
     }
 
+    /// The screen's current QR answer (`GET /api/v1/qr`).
+    pub async fn qr(&self) -> Value {
+        let r = self
+            .http
+            .get(self.screen("/api/v1/qr"))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let r = self.http.get(self.screen("/metrics")).send().await.unwrap();
