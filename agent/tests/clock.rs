@@ -57,19 +57,16 @@ async fn metric(agent: &TestAgent, name: &str) -> i64 {
 /// (seq, time, boot, uptime_ms) of every outbox event but config answers.
 fn outbox(agent: &TestAgent) -> Vec<(i64, i64, String, u64)> {
     agent
-        .reader()
-        .outbox_after(0, 100_000)
-        .unwrap()
+        .outbox_events()
         .into_iter()
-        .filter_map(|r| {
-            let v: Value = serde_json::from_str(&r.json).unwrap();
+        .filter_map(|v| {
             let time = v["time"]
                 .as_str()?
                 .parse::<jiff::Timestamp>()
                 .unwrap()
                 .as_millisecond();
             Some((
-                r.seq,
+                v["seq"].as_i64()?,
                 time,
                 v["boot"]
                     .as_str()
@@ -84,14 +81,9 @@ fn outbox(agent: &TestAgent) -> Vec<(i64, i64, String, u64)> {
 /// Orders the outbox says expired.
 fn expired_orders(agent: &TestAgent) -> usize {
     agent
-        .reader()
-        .outbox_after(0, 100_000)
-        .unwrap()
-        .into_iter()
-        .filter(|r| {
-            let v: Value = serde_json::from_str(&r.json).unwrap();
-            v["type"] == "com.caidan.order" && v["data"]["state"] == "expired"
-        })
+        .outbox_events()
+        .iter()
+        .filter(|v| v["type"] == "com.caidan.order" && v["data"]["state"] == "expired")
         .count()
 }
 

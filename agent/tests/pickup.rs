@@ -118,12 +118,9 @@ async fn stock(agent: &TestAgent, sku: &str) -> Value {
 /// Order events in the outbox, as (order, state, reason).
 fn order_events(agent: &TestAgent) -> Vec<(String, String, Option<String>)> {
     agent
-        .reader()
-        .outbox_after(0, 100_000)
-        .unwrap()
+        .outbox_events()
         .into_iter()
-        .filter_map(|r| {
-            let v: Value = serde_json::from_str(&r.json).unwrap();
+        .filter_map(|v| {
             (v["type"] == "com.caidan.order").then(|| {
                 (
                     v["data"]["order"].as_str().unwrap().to_owned(),

@@ -157,6 +157,16 @@ impl TestAgent {
         self.reader().count(table).unwrap()
     }
 
+    /// Every outbox event, oldest first, as JSON.
+    pub fn outbox_events(&self) -> Vec<Value> {
+        self.reader()
+            .outbox_after(0, 100_000)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_str(&r.json).unwrap())
+            .collect()
+    }
+
     /// The screen's current QR answer (`GET /api/v1/qr`).
     pub async fn qr(&self) -> Value {
         let r = self
