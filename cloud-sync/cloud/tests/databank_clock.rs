@@ -66,7 +66,10 @@ async fn unbelieved_clocks_are_placed_on_the_banks_time_line() {
     let db = start_databank(m.addr, &store, None, "clock-1").await;
     let http = db.http_addr();
     let tc = TestClient::connect(m.addr, "clock-client", Some(store.clone())).await;
+    // Each device's own run.
     let boot = "0195a0c4-0000-7000-8000-0000000000b1";
+    let boot2 = "0195a0c4-0000-7000-8000-0000000000b2";
+    let boot3 = "0195a0c4-0000-7000-8000-0000000000b3";
 
     // d1 booted 20 s ago with its clock behind its store: its times are a lower bound.
     publish_clock(&tc, "d1", boot, 20_000, true).await;
@@ -94,7 +97,7 @@ async fn unbelieved_clocks_are_placed_on_the_banks_time_line() {
     let sent = now_ms();
     tc.publish(
         "d2",
-        run_batch("d2", &e2, boot, "2099-01-01T00:00:00.000Z", 2),
+        run_batch("d2", &e2, boot2, "2099-01-01T00:00:00.000Z", 2),
     )
     .await;
     tc.wait_ack("d2", &e2, 2).await;
@@ -104,11 +107,11 @@ async fn unbelieved_clocks_are_placed_on_the_banks_time_line() {
 
     // d3's backlog from two years ago, clock believed: kept as it came.
     let e3 = epoch(3);
-    publish_clock(&tc, "d3", boot, 5_000, false).await;
+    publish_clock(&tc, "d3", boot3, 5_000, false).await;
     common::wait_online(http, "d3").await;
     tc.publish(
         "d3",
-        run_batch("d3", &e3, boot, "2025-03-01T10:00:00.000Z", 2),
+        run_batch("d3", &e3, boot3, "2025-03-01T10:00:00.000Z", 2),
     )
     .await;
     tc.wait_ack("d3", &e3, 2).await;

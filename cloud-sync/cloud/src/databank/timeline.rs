@@ -21,26 +21,30 @@ use uuid::Uuid;
 /// then stored with the device's time until the next message of the run).
 pub const MAX_RUNS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Run {
-    boot: Uuid,
+    /// The device that reported the run first; another device naming the run is ignored.
+    fleet: String,
+    device: String,
     /// Least `received - uptime` seen: the run's start on the bank's clock, from above.
     start_ms: i64,
     /// The run said its time is only a lower bound.
     unsure: bool,
 }
 
-/// Anchors of the runs seen, per device (a device has one run at a time).
+/// Anchors of the runs seen, by run id: a device's backlog of an earlier run keeps its own
+/// anchor and leaves the current run's alone. Looked up without allocating.
 #[derive(Debug, Default)]
 pub struct Timeline {
-    runs: HashMap<(String, String), Run>,
+    runs: HashMap<Uuid, Run>,
 }
 
 impl Timeline {
     /// Learns from a state message received at `now_ms`.
     pub fn note_state(&mut self, fleet: &str, device: &str, clock: &ClockStatus, now_ms: i64) {
-        let run = self.bound(fleet, device, clock.boot, clock.uptime_ms, now_ms);
-        run.unsure = clock.lower_bound;
+        if let Some(run) = self.bound(fleet, device, clock.boot, clock.uptime_ms, now_ms) {
+            run.unsure = clock.lower_bound;
+        }
     }
 
     /// Places the events of one batch received at `now_ms`; returns how many were moved.
@@ -56,8 +60,11 @@ impl Timeline {
             let (Some(boot), Some(uptime)) = (e.boot, e.data.uptime_ms()) else {
                 continue;
             };
-            let key = (e.fleet.as_str().to_owned(), e.device.as_str().to_owned());
-            let Some(run) = self.runs.get(&key).filter(|r| r.boot == boot) else {
+            let Some(run) = self
+                .runs
+                .get(&boot)
+                .filter(|r| r.fleet == e.fleet.as_str() && r.device == e.device.as_str())
+            else {
                 continue;
             };
             let claimed = e.time.as_millisecond();
@@ -78,6 +85,8 @@ impl Timeline {
         moved
     }
 
+    /// Tightens the start of run `boot` of `fleet`/`device`; `None` when another device
+    /// reported that run first.
     fn bound(
         &mut self,
         fleet: &str,
@@ -85,29 +94,22 @@ impl Timeline {
         boot: Uuid,
         uptime: u64,
         now_ms: i64,
-    ) -> &mut Run {
-        if self.runs.len() >= MAX_RUNS {
+    ) -> Option<&mut Run> {
+        if self.runs.len() >= MAX_RUNS && !self.runs.contains_key(&boot) {
             self.forget_oldest_half();
         }
         let start = now_ms.saturating_sub(uptime.min(i64::MAX as u64) as i64);
-        let run = self
-            .runs
-            .entry((fleet.to_owned(), device.to_owned()))
-            .or_insert(Run {
-                boot,
-                start_ms: start,
-                unsure: false,
-            });
-        if run.boot != boot {
-            // A new run of the device replaces the old one.
-            *run = Run {
-                boot,
-                start_ms: start,
-                unsure: false,
-            };
+        let run = self.runs.entry(boot).or_insert_with(|| Run {
+            fleet: fleet.to_owned(),
+            device: device.to_owned(),
+            start_ms: start,
+            unsure: false,
+        });
+        if run.fleet != fleet || run.device != device {
+            return None;
         }
         run.start_ms = run.start_ms.min(start);
-        run
+        Some(run)
     }
 
     fn forget_oldest_half(&mut self) {
@@ -233,7 +235,7 @@ mod tests {
             t.note_state(
                 "demo",
                 &format!("d{i}"),
-                &status(boot(1), 0, false),
+                &status(boot(i as u128), 0, false),
                 T0 + i as i64,
             );
         }
