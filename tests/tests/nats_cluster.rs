@@ -109,6 +109,49 @@ async fn stored_by(bank: &Databank) -> u64 {
         .unwrap_or_else(|| panic!("no events_stored in\n{text}"))
 }
 
+/// Publishes `payload` on `subject` over the plain NATS protocol, as any client of the
+/// cluster could; returns the server's answer to the PING after it (`PONG`, or an error).
+fn nats_publish(port: u16, subject: &str, payload: &[u8]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap(); // INFO
+    let mut w = s;
+    write!(
+        w,
+        "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
+    w.write_all(payload).unwrap();
+    w.write_all(b"\r\nPING\r\n").unwrap();
+    line.clear();
+    let _ = r.read_line(&mut line);
+    line
+}
+
+/// Dead letters a data bank process kept, by reason.
+async fn dead_letter_reasons(bank: &Databank) -> Vec<String> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/dead-letters", bank.http))
+        .bearer_auth("demo-operator-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["dead_letters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["reason"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_data_banks_split_the_load_as_a_nats_queue_group() {
     let dir = tempfile::tempdir().unwrap();
