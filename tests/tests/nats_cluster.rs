@@ -110,7 +110,8 @@ async fn stored_by(bank: &Databank) -> u64 {
 }
 
 /// Publishes `payload` on `subject` over the plain NATS protocol, as any client of the
-/// cluster could; returns the server's answer to the PING after it (`PONG`, or an error).
+/// cluster could; returns the server's answer to the PING after it (`PONG`), or the error it
+/// closed the connection with (it does so on a payload over its limit, mid-write).
 fn nats_publish(port: u16, subject: &str, payload: &[u8]) -> String {
     use std::io::{BufRead, BufReader, Write};
     let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -124,8 +125,9 @@ fn nats_publish(port: u16, subject: &str, payload: &[u8]) -> String {
         payload.len()
     )
     .unwrap();
-    w.write_all(payload).unwrap();
-    w.write_all(b"\r\nPING\r\n").unwrap();
+    let _ = w
+        .write_all(payload)
+        .and_then(|()| w.write_all(b"\r\nPING\r\n"));
     line.clear();
     let _ = r.read_line(&mut line);
     line
@@ -204,6 +206,32 @@ async fn two_data_banks_split_the_load_as_a_nats_queue_group() {
         c.events as u64,
         "{a} + {b} stored, {} held",
         c.events
+    );
+
+    // A stranger on the NATS side: junk and an empty batch on a device's subject are set
+    // aside once each, an oversized one NATS itself refuses (its 1 MB max_payload, the
+    // batch limit too), nothing is stored, and the banks go on taking batches.
+    let subject = "caidan.v1.demo.d.queue-kiosk-a.events";
+    let port = cluster.nodes[1].port;
+    assert!(nats_publish(port, subject, b"{not json").starts_with("PONG"));
+    assert!(nats_publish(port, subject, b"[]").starts_with("PONG"));
+    let refused = nats_publish(port, subject, &vec![b'['; 2 << 20]);
+    assert!(refused.contains("Maximum Payload"), "NATS said {refused:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        let mut r = dead_letter_reasons(&banks[0]).await;
+        r.sort();
+        if r.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seen, ["empty", "garbled"], "{seen:?}");
+    assert_eq!(banks[0].counts().events, c.events, "junk stored nothing");
+    assert_eq!(claim_many(&agents[0], "after-junk", 20, 4).await, 20);
+    assert!(
+        wait_until(DRAIN, || all_drained(&datas, &banks[0])),
+        "not drained after the junk"
     );
     drop(agents);
 }
