@@ -115,19 +115,11 @@ async fn the_real_agent_on_a_full_disk_refuses_new_eggs_and_resumes() {
         },
     );
     let http = reqwest::Client::new();
-    let mut answered = 0;
-    let mut refused = None;
-    for i in 0..20_000 {
-        let (status, body) = crack(&http, &agent, &format!("shopper-{i}")).await;
-        match status {
-            201 => answered += 1,
-            507 => {
-                refused = Some(body);
-                break;
-            }
-            other => panic!("claim {i}: unexpected {other}: {body}"),
-        }
-    }
+    let (answered, refused) = caidan_testkit::claims::until_refused(0..20_000, 507, |shopper| {
+        let (http, agent) = (&http, &agent);
+        async move { crack(http, agent, &shopper).await }
+    })
+    .await;
     let refused = refused.expect("the 512 KiB disk filled up");
     assert_eq!(refused["error"], "storage_full", "{refused}");
     assert!(answered > 0);

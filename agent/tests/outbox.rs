@@ -156,19 +156,11 @@ async fn a_full_store_refuses_new_eggs_and_keeps_every_claim() {
     let writer = agent.running.writer.clone();
     assert!(writer.storage().used < 256 * 1024, "{:?}", writer.storage());
 
-    let mut answered = 0;
-    let mut refused = None;
-    for i in 0..5_000 {
-        let (status, body) = agent.crack(&format!("shopper-{i}")).await;
-        match status {
-            201 => answered += 1,
-            507 => {
-                refused = Some(body);
-                break;
-            }
-            other => panic!("claim {i}: unexpected {other}: {body}"),
-        }
-    }
+    let (answered, refused) = caidan_testkit::claims::until_refused(0..5_000, 507, |shopper| {
+        let agent = &agent;
+        async move { agent.crack(&shopper).await }
+    })
+    .await;
     let refused = refused.expect("the store filled up within 5,000 claims");
     assert_eq!(refused["error"], "storage_full", "{refused}");
     assert!(answered > 50, "only {answered} claims fit");

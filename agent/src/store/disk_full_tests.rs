@@ -118,19 +118,12 @@ async fn a_full_disk_refuses_new_eggs_like_the_budget_and_recovers() {
 
     let (status, first) = crack(&http, &running, time.now_ms(), "shopper-0").await;
     assert_eq!(status, 201, "{first}");
-    let mut answered = 1;
-    let mut refused = None;
-    for i in 1..5_000 {
-        let (status, body) = crack(&http, &running, time.now_ms(), &format!("shopper-{i}")).await;
-        match status {
-            201 => answered += 1,
-            507 => {
-                refused = Some(body);
-                break;
-            }
-            other => panic!("claim {i}: unexpected {other}: {body}"),
-        }
-    }
+    let (more, refused) = caidan_testkit::claims::until_refused(1..5_000, 507, |shopper| {
+        let (http, running, now) = (&http, &running, time.now_ms());
+        async move { crack(http, running, now, &shopper).await }
+    })
+    .await;
+    let answered = 1 + more;
     let refused = refused.expect("the disk filled up within 5,000 claims");
     assert_eq!(refused["error"], "storage_full", "{refused}");
     assert!(

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod bin;
+pub mod claims;
 pub mod databank;
 pub mod files;
 pub mod http;
