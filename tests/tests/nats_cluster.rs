@@ -13,6 +13,8 @@ use caidan_testkit::agent::AgentOptions;
 
 const DRAIN: Duration = Duration::from_secs(180);
 const BACKLOG: usize = 2_000;
+/// The demo operator's token (fleet-wide data bank routes).
+const OPERATOR: &str = "demo-operator-token";
 
 /// A demo agent named `device`, its store in `data`, syncing to `mqtt` (offline when `None`).
 fn agent(data: &Path, device: &str, mqtt: Option<&str>) -> Agent {
@@ -96,7 +98,7 @@ async fn a_node_killed_mid_sync_loses_and_doubles_nothing() {
 async fn stored_by(bank: &Databank) -> u64 {
     let text = reqwest::Client::new()
         .get(format!("{}/metrics", bank.http))
-        .bearer_auth("demo-operator-token")
+        .bearer_auth(OPERATOR)
         .send()
         .await
         .unwrap()
@@ -135,15 +137,8 @@ fn nats_publish(port: u16, subject: &str, payload: &[u8]) -> String {
 
 /// Dead letters a data bank process kept, by reason.
 async fn dead_letter_reasons(bank: &Databank) -> Vec<String> {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/dead-letters", bank.http))
-        .bearer_auth("demo-operator-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/api/v1/dead-letters", bank.http);
+    let v = caidan_testkit::get_json(&reqwest::Client::new(), &url, Some(OPERATOR)).await;
     v["dead_letters"]
         .as_array()
         .map(|a| {
