@@ -148,7 +148,7 @@ impl StoreEntry {
 }
 
 /// The nearest store of a brand, as the reveal and pickup pages show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct NearestStore {
     pub brand: String,
     pub name: Text,

@@ -32,7 +32,7 @@ const LIMIT: usize = 5;
 pub struct ElsewhereError(#[from] crate::https::HttpsError);
 
 /// A touchpoint nearby that has the SKU, as the data bank reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct NearbyTouchpoint {
     pub device: String,
     pub available: u32,
@@ -45,7 +45,7 @@ pub struct NearbyTouchpoint {
 }
 
 /// The answer about other touchpoints.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Nearby {
     /// The data bank answered (the list may be empty: nobody nearby has it).

@@ -3,17 +3,19 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use caidan_sync::contract::OfferKind;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
+use super::extract::JsonBody;
 use super::{ApiError, AppState, pages};
-use crate::catalogue::Price;
+use crate::catalogue::{Price, Text};
 use crate::claim::ClaimEssentials;
+use crate::directory::NearestStore;
 use crate::limits::RetryAfter;
 use crate::shopper::valid_raw_id;
 use crate::store::{ClaimRefusal, StoreError};
@@ -21,10 +23,65 @@ use crate::token::TokenError;
 
 const COOKIE_NAME: &str = "caidan_sid";
 
-#[derive(Debug, Deserialize)]
+/// The answer to `POST /api/v1/eggs`: 201 for a new claim, 200 for today's existing one.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EggAnswer {
+    pub claim_code: String,
+    /// The signed claim a POS verifies offline (`GET /api/v1/claims/public-key`).
+    pub claim_token: String,
+    pub offer: OfferView,
+    pub brand: String,
+    /// No offer fitted: the brand's fallback egg.
+    pub fallback: bool,
+    /// The shopper already had this claim today.
+    pub existing: bool,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub device: String,
+    pub price: Option<PriceView>,
+    pub pickup: Option<PickupView>,
+    pub nearest_store: Option<NearestStore>,
+}
+
+/// The offer a claim or redemption is for.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OfferView {
+    pub id: String,
+    pub kind: OfferKind,
+    pub title: Text,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Text>,
+}
+
+/// A product egg's special price, in cents and as shown.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PriceView {
+    pub cents: u32,
+    pub currency: String,
+    pub list_cents: Option<u32>,
+    pub text: String,
+    pub list_text: Option<String>,
+}
+
+/// The unit a product or sample egg holds, and how to collect it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PickupView {
+    pub code: String,
+    pub sku: String,
+    /// RFC 3339: when the unit goes back to the shelf.
+    pub hold_until: String,
+    /// `reserved`, `picked_up`, `expired`, ...
+    pub state: String,
+    /// `keypad` (the machine dispenses) or `counter` (staff hand it over).
+    pub how: &'static str,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EggRequest {
+    /// The token of the scanned QR (`GET /api/v1/qr` on the screen listener).
     pub(super) token: String,
+    /// The app's shopper id; else `X-Shopper-Id`, else the first-party cookie.
     pub(super) shopper: Option<String>,
 }
 
@@ -167,7 +224,7 @@ pub async fn crack(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<EggRequest>, JsonRejection>,
+    JsonBody(body): JsonBody<EggRequest>,
 ) -> Result<Response, ApiError> {
     if !state.live().features.eggs {
         state.metrics.rejection("eggs_paused");
@@ -181,7 +238,7 @@ pub async fn crack(
         .limiters
         .egg_from(client.ip())
         .map_err(|w| too_many(&state, "eggs_per_client", w))?;
-    let Json(req) = body.map_err(|e| {
+    let req = body.map_err(|e| {
         state.metrics.rejection("bad_request");
         ApiError::new(e.status(), "bad_request", e.body_text())
     })?;
@@ -236,38 +293,43 @@ pub async fn crack(
             .map(|t| t.to_string())
             .unwrap_or_default()
     };
-    let price = c.price.as_ref().map(|p| {
-        json!({
-            "cents": p.cents,
-            "currency": p.currency,
-            "list_cents": p.list_cents,
-            "text": Price::display(p.cents, &p.currency),
-            "list_text": p.list_cents.map(|l| Price::display(l, &p.currency)),
-        })
+    let price = c.price.as_ref().map(|p| PriceView {
+        cents: p.cents,
+        currency: p.currency.clone(),
+        list_cents: p.list_cents,
+        text: Price::display(p.cents, &p.currency),
+        list_text: p.list_cents.map(|l| Price::display(l, &p.currency)),
     });
     // A product or sample egg: the unit held here, the code to collect it with, and how.
-    let pickup = c.pickup.as_ref().map(|p| {
-        json!({
-            "code": p.code.reveal(),
-            "sku": p.sku,
-            "hold_until": at(p.hold_until_ms),
-            "state": p.state,
-            "how": if state.dispenser.is_some() { "keypad" } else { "counter" },
-        })
+    let pickup = c.pickup.as_ref().map(|p| PickupView {
+        code: p.code.reveal().to_owned(),
+        sku: p.sku.clone(),
+        hold_until: at(p.hold_until_ms),
+        state: p.state.clone(),
+        how: if state.dispenser.is_some() {
+            "keypad"
+        } else {
+            "counter"
+        },
     });
-    let body = json!({
-        "claim_code": c.claim_code,
-        "claim_token": signed,
-        "offer": { "id": c.offer_id, "kind": c.kind, "title": c.title, "description": c.description },
-        "brand": c.brand,
-        "fallback": c.fallback,
-        "existing": outcome.existing,
-        "expires_at": expiry,
-        "device": &*state.device,
-        "price": price,
-        "pickup": pickup,
-        "nearest_store": state.nearest_store(c.brand.as_str()),
-    });
+    let body = EggAnswer {
+        claim_code: c.claim_code.to_string(),
+        claim_token: signed,
+        offer: OfferView {
+            id: c.offer_id.to_string(),
+            kind: c.kind,
+            title: c.title.clone(),
+            description: Some(c.description.clone()),
+        },
+        brand: c.brand.to_string(),
+        fallback: c.fallback,
+        existing: outcome.existing,
+        expires_at: expiry,
+        device: state.device.to_string(),
+        price,
+        pickup,
+        nearest_store: state.nearest_store(c.brand.as_str()),
+    };
     let status = if outcome.existing {
         StatusCode::OK
     } else {

@@ -1,9 +1,14 @@
 //! API errors: a status, a stable reason label and a message a person can act on.
 
+use aide::OperationOutput;
+use aide::generate::GenContext;
+use aide::openapi::{Operation, Response as DocResponse, StatusCode as DocStatus};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use caidan_sync::openapi;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -53,18 +58,47 @@ impl ApiError {
     }
 }
 
+/// The body of every refusal.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// A stable reason label (`bad_request`, `code_malformed`, `eggs_per_client`, ...).
+    pub error: String,
+    /// What was wrong, for a person.
+    pub message: String,
+    /// With a 429 or a 503 that passes: whole seconds to wait, as in `Retry-After`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = self.retry_after_secs();
-        let mut body = json!({ "error": self.reason, "message": self.message });
-        if let Some(secs) = retry {
-            body["retry_after_secs"] = secs.into();
-        }
+        let body = ErrorBody {
+            error: self.reason.to_owned(),
+            message: self.message,
+            retry_after_secs: retry,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = retry {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         resp
+    }
+}
+
+/// In the OpenAPI documents every operation may answer with an [`ErrorBody`].
+impl OperationOutput for ApiError {
+    type Inner = ErrorBody;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        openapi::refusal::<ErrorBody>(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        openapi::default_refusal::<ErrorBody>(ctx, op)
     }
 }

@@ -4,18 +4,20 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use caidan_sync::contract::Ident;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::auth;
+use super::extract::{JsonBody, bad_path};
 use super::{ApiError, AppState};
 use crate::elsewhere::Nearby;
 use crate::inventory::StockRefusal;
-use crate::store::StockUpdate;
+use crate::store::read::StockListing;
+use crate::store::{StockAfter, StockUpdate};
 
 pub(super) fn sku_of(text: &str) -> Result<Ident, ApiError> {
     Ident::new(text).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_sku", e.to_string()))
@@ -29,18 +31,61 @@ fn unknown_sku(sku: &str) -> ApiError {
     )
 }
 
+/// The SKU a path names.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SkuPath {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
+    pub sku: String,
+}
+
+/// Every SKU's stock here.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StockList {
+    pub device: String,
+    pub stock: Vec<StockListing>,
+}
+
+/// One SKU here and nearby.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SkuStock {
+    pub sku: String,
+    pub device: String,
+    pub here: Here,
+    pub elsewhere: Nearby,
+}
+
+/// A SKU's units at this touchpoint; on hand and reserved only for staff.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Here {
+    pub available: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_hand: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<u32>,
+}
+
+/// A SKU's stock after a change.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StockChanged {
+    pub sku: String,
+    pub stock: StockAfter,
+}
+
 /// `GET /api/v1/inventory`: every SKU's stock here. Staff only.
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StockList>, ApiError> {
     auth::staff(&state, &headers)?;
     let reader = state.reader.clone();
     let stock = tokio::task::spawn_blocking(move || reader.stock())
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "device": &*state.device, "stock": stock })))
+    Ok(Json(StockList {
+        device: state.device.to_string(),
+        stock,
+    }))
 }
 
 /// `GET /api/v1/inventory/{sku}`: whether the SKU is here (units available; staff also see
@@ -50,8 +95,8 @@ pub async fn one(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(sku): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    path: Result<Path<SkuPath>, PathRejection>,
+) -> Result<Json<SkuStock>, ApiError> {
     if let Err(crate::limits::RetryAfter(wait)) = state.limiters.scan_from(client.ip()) {
         state.metrics.rejection("lookups_per_client");
         return Err(ApiError::too_many(
@@ -60,6 +105,7 @@ pub async fn one(
             wait,
         ));
     }
+    let Path(SkuPath { sku }) = path.map_err(bad_path)?;
     let sku = sku_of(&sku)?;
     let staff = auth::staff(&state, &headers).is_ok();
     let reader = state.reader.clone();
@@ -81,26 +127,26 @@ pub async fn one(
         },
         None => Nearby::NotConfigured,
     };
-    let mut here_json = json!({ "available": here.available });
-    if staff {
-        here_json["on_hand"] = here.on_hand.into();
-        here_json["reserved"] = here.reserved.into();
-    }
-    Ok(Json(json!({
-        "sku": sku,
-        "device": &*state.device,
-        "here": here_json,
-        "elsewhere": elsewhere,
-    })))
+    Ok(Json(SkuStock {
+        sku: sku.to_string(),
+        device: state.device.to_string(),
+        here: Here {
+            available: here.available,
+            on_hand: staff.then_some(here.on_hand),
+            reserved: staff.then_some(here.reserved),
+        },
+        elsewhere,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockRequest {
     /// Units on hand as counted (with `reason: count`).
     pub(super) set: Option<i64>,
     /// Units added (restock, positive) or removed (damage, negative).
     pub(super) delta: Option<i64>,
+    #[schemars(extend("enum" = ["restock", "count", "damage"]))]
     pub(super) reason: String,
     #[serde(default)]
     pub(super) note: Option<String>,
@@ -111,12 +157,13 @@ pub struct StockRequest {
 pub async fn change(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(sku): Path<String>,
-    body: Result<Json<StockRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    path: Result<Path<SkuPath>, PathRejection>,
+    JsonBody(body): JsonBody<StockRequest>,
+) -> Result<Json<StockChanged>, ApiError> {
     auth::staff(&state, &headers)?;
+    let Path(SkuPath { sku }) = path.map_err(bad_path)?;
     let sku = sku_of(&sku)?;
-    let Json(req) = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let req = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
     let update = StockUpdate::from_parts(sku, req.set, req.delta, &req.reason, req.note)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
     let sku = update.sku.clone();
@@ -126,7 +173,10 @@ pub async fn change(
         .await
         .map_err(ApiError::internal)?
     {
-        Ok(after) => Ok(Json(json!({ "sku": sku, "stock": after }))),
+        Ok(after) => Ok(Json(StockChanged {
+            sku: sku.to_string(),
+            stock: after,
+        })),
         Err(StockRefusal::UnknownSku(s)) => Err(unknown_sku(&s)),
         Err(r) => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -7,8 +7,10 @@ pub mod bodies;
 mod console;
 mod egg;
 mod error;
+mod extract;
 mod inventory;
 pub mod metrics;
+mod openapi;
 mod pages;
 mod pickup;
 mod screen;
@@ -17,8 +19,11 @@ mod staff;
 
 use std::sync::{Arc, Mutex};
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use caidan_sync::clock::Clock;
 use caidan_sync::contract::Location;
@@ -91,12 +96,24 @@ impl AppState {
     }
 }
 
-fn common(router: Router<AppState>, state: AppState) -> Router {
+fn common(router: ApiRouter<AppState>, state: AppState, listener: openapi::Listener) -> Router {
     let metrics = (state.metrics.clone(), state.clock.clone());
+    let (router, document) = openapi::finish(router, listener);
     router
+        .route("/openapi.json", get(document))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/favicon.svg", get(pages::favicon))
         .route("/favicon.ico", get(pages::favicon))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route here")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track_latency,
@@ -105,39 +122,119 @@ fn common(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What shoppers and staff reach: the egg page, eggs, redemptions, the claim key.
+/// What shoppers and staff reach: the egg page, eggs, redemptions, the claim key. Its
+/// OpenAPI document is at `/openapi.json`.
 pub fn public_router(state: AppState) -> Router {
-    let routes = Router::new()
+    use openapi::{staff_only, staff_optional};
+    let routes = ApiRouter::new()
         .route("/e/{token}", get(egg::egg_page))
-        .route("/api/v1/eggs", post(egg::crack))
-        .route("/api/v1/redemptions", post(staff::redeem))
-        .route("/api/v1/claims/public-key", get(staff::public_key))
-        .route("/api/v1/pickups", post(pickup::staff_pickup))
-        .route("/api/v1/vending/pickups", post(pickup::vending_pickup))
-        .route("/api/v1/orders", get(pickup::orders))
-        .route("/api/v1/orders/{id}/release", post(pickup::release))
-        .route("/api/v1/inventory", get(inventory::list))
-        .route(
+        .api_route(
+            "/api/v1/eggs",
+            post_with(egg::crack, |op| {
+                op.id("crackEgg")
+                    .summary("Crack the egg behind a scanned QR token")
+                    .response_with::<201, axum::Json<egg::EggAnswer>, _>(|r| {
+                        r.description("a new claim, committed")
+                    })
+                    .response_with::<200, axum::Json<egg::EggAnswer>, _>(|r| {
+                        r.description("the claim this shopper already has today")
+                    })
+            }),
+        )
+        .api_route(
+            "/api/v1/redemptions",
+            post_with(staff::redeem, |op| {
+                staff_only(op.id("redeemClaim").summary("Redeem a claim code, once"))
+            }),
+        )
+        .api_route(
+            "/api/v1/claims/public-key",
+            get_with(staff::public_key, |op| {
+                op.id("claimPublicKey")
+                    .summary("The Ed25519 key claim tokens verify with")
+            }),
+        )
+        .api_route(
+            "/api/v1/pickups",
+            post_with(pickup::staff_pickup, |op| {
+                staff_only(
+                    op.id("staffPickup")
+                        .summary("Hand over the hold behind a pickup code"),
+                )
+            }),
+        )
+        .api_route(
+            "/api/v1/vending/pickups",
+            post_with(pickup::vending_pickup, |op| {
+                op.id("vendingPickup")
+                    .summary("Dispense the hold behind a pickup code typed at the machine")
+            }),
+        )
+        .api_route(
+            "/api/v1/orders",
+            get_with(pickup::orders, |op| {
+                staff_only(
+                    op.id("listOrders")
+                        .summary("Waiting orders, or recent hand-overs"),
+                )
+            }),
+        )
+        .api_route(
+            "/api/v1/orders/{id}/release",
+            post_with(pickup::release, |op| {
+                staff_only(
+                    op.id("releaseOrder")
+                        .summary("Give a hold's units back before its window ends"),
+                )
+            }),
+        )
+        .api_route(
+            "/api/v1/inventory",
+            get_with(inventory::list, |op| {
+                staff_only(op.id("listStock").summary("Every SKU's stock here"))
+            }),
+        )
+        .api_route(
             "/api/v1/inventory/{sku}",
-            get(inventory::one).post(inventory::change),
+            get_with(inventory::one, |op| {
+                staff_optional(
+                    op.id("skuStock")
+                        .summary("Whether a SKU is here, and where else nearby"),
+                )
+            })
+            .post_with(inventory::change, |op| {
+                staff_only(
+                    op.id("changeStock")
+                        .summary("Record a restock, a count or damage"),
+                )
+            }),
         )
         .route("/staff", get(console::page))
         .route("/staff/login", post(console::login))
         .route("/staff/logout", post(console::logout));
-    common(routes, state)
+    common(routes, state, openapi::Listener::Public)
 }
 
 /// What only the screen reaches: the screen page, the current QR token, and `/metrics`.
 /// Behind the screen token when one is configured.
 pub fn screen_router(state: AppState) -> Router {
-    let routes = Router::new()
+    let routes = ApiRouter::new()
         .route("/", get(screen::screen_page))
-        .route("/api/v1/qr", get(screen::qr_json))
+        .api_route(
+            "/api/v1/qr",
+            get_with(screen::qr_json, |op| {
+                openapi::screen(
+                    op.id("currentQr")
+                        .summary("The QR token and link to show now")
+                        .response::<200, axum::Json<screen::QrNow>>(),
+                )
+            }),
+        )
         .route("/api/v1/qr.svg", get(screen::qr_svg))
         .route("/metrics", get(screen::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             screen::require_screen,
         ));
-    common(routes, state)
+    common(routes, state, openapi::Listener::Screen)
 }

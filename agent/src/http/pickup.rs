@@ -2,24 +2,28 @@
 //! at the vending keypad, which dispenses. Plus the staff's view of waiting orders.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use caidan_screens::strings::PickupStatus;
 use caidan_sync::contract::{DispenseFault, PickupCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use super::auth::{self, Entrant};
+use super::extract::{JsonBody, bad_path};
 use super::{ApiError, AppState};
+use crate::directory::NearestStore;
 use crate::inventory::Units;
 use crate::inventory::dispenser::{Dispenser, Stopped};
 use crate::store::{HoldView, NotOpen, PickupRefusal};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PickupRequest {
+    /// 4-16 digits or letters, as the order gave them.
+    #[schemars(length(min = 4, max = 32))]
     pub(super) code: String,
 }
 
@@ -62,25 +66,52 @@ fn refused(state: &AppState, who: Entrant, now: i64, r: PickupRefusal) -> ApiErr
 }
 
 /// The answer for a hold handed over.
-fn handed_over(state: &AppState, hold: &HoldView) -> Value {
-    let nearest = hold.brand.as_deref().and_then(|b| state.nearest_store(b));
-    json!({
-        "picked_up": true,
-        "order": hold,
-        "nearest_store": nearest,
-    })
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HandedOver {
+    pub picked_up: bool,
+    pub order: HoldView,
+    /// The brand's nearest store, for what the touchpoint could not hand over.
+    pub nearest_store: Option<NearestStore>,
+}
+
+fn handed_over(state: &AppState, hold: HoldView) -> HandedOver {
+    HandedOver {
+        picked_up: true,
+        nearest_store: hold.brand.as_deref().and_then(|b| state.nearest_store(b)),
+        order: hold,
+    }
+}
+
+/// Waiting orders, or recent hand-overs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Orders {
+    pub orders: Vec<HoldView>,
+}
+
+/// The order a path names.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct OrderPath {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
+    pub id: String,
+}
+
+/// An order given back before its window ended.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Released {
+    pub released: bool,
+    pub order: String,
 }
 
 /// `POST /api/v1/pickups`: staff hand over the hold behind a pickup code, exactly once.
 pub async fn staff_pickup(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<PickupRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<PickupRequest>,
+) -> Result<Json<HandedOver>, ApiError> {
     let who = Entrant::Staff(auth::staff(&state, &headers)?);
     let now = state.clock.now_ms();
     auth::check_lockout(&state, who, now)?;
-    let Json(req) = body.map_err(|e| bad_body(&state, e))?;
+    let req = body.map_err(|e| bad_body(&state, e))?;
     let code = parse_code(&state, who, now, &req.code)?;
     let hash = state.pickups.hash(&code);
     match state
@@ -91,7 +122,7 @@ pub async fn staff_pickup(
     {
         Ok(hold) => {
             state.metrics.pickup("staff");
-            Ok(Json(handed_over(&state, &hold)))
+            Ok(Json(handed_over(&state, hold)))
         }
         Err(r) => Err(refused(&state, who, now, r)),
     }
@@ -124,8 +155,8 @@ fn run_dispenser(d: &dyn Dispenser, lines: &[Units]) -> (Vec<Units>, Option<Disp
 pub async fn vending_pickup(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    body: Result<Json<PickupRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<PickupRequest>,
+) -> Result<Json<HandedOver>, ApiError> {
     let Some(dispenser) = state.dispenser.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -151,7 +182,7 @@ pub async fn vending_pickup(
     let who = Entrant::Keypad(client.ip());
     let now = state.clock.now_ms();
     auth::check_lockout(&state, who, now)?;
-    let Json(req) = body.map_err(|e| bad_body(&state, e))?;
+    let req = body.map_err(|e| bad_body(&state, e))?;
     let code = parse_code(&state, who, now, &req.code)?;
     let hash = state.pickups.hash(&code);
     // The whole dispense runs as its own task: a shopper who walks away mid-dispense (the
@@ -187,7 +218,7 @@ pub async fn vending_pickup(
         Err(r) => Err(refused(&state, who, now, r)),
         Ok((hold, None)) => {
             state.metrics.pickup("dispenser");
-            Ok(Json(handed_over(&state, &hold)))
+            Ok(Json(handed_over(&state, hold)))
         }
         Ok((hold, Some(fault))) => {
             state.metrics.rejection("dispense_failed");
@@ -206,7 +237,7 @@ pub async fn vending_pickup(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
     #[serde(default)]
@@ -221,7 +252,7 @@ pub async fn orders(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Orders>, ApiError> {
     auth::staff(&state, &headers)?;
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
@@ -251,7 +282,7 @@ pub async fn orders(
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "orders": holds })))
+    Ok(Json(Orders { orders: holds }))
 }
 
 /// `POST /api/v1/orders/{id}/release`: staff give a hold's units back before its window
@@ -259,9 +290,10 @@ pub async fn orders(
 pub async fn release(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    path: Result<Path<OrderPath>, PathRejection>,
+) -> Result<Json<Released>, ApiError> {
     auth::staff(&state, &headers)?;
+    let Path(OrderPath { id }) = path.map_err(bad_path)?;
     if !caidan_sync::contract::Ident::valid(&id) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -275,7 +307,10 @@ pub async fn release(
         .await
         .map_err(ApiError::internal)?
     {
-        Ok(()) => Ok(Json(json!({ "released": true, "order": id }))),
+        Ok(()) => Ok(Json(Released {
+            released: true,
+            order: id,
+        })),
         Err(NotOpen::Unknown) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_order",

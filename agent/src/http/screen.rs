@@ -9,7 +9,6 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
 use qrcode::QrCode;
 use qrcode::render::svg;
-use serde_json::json;
 
 use super::{AppState, pages};
 use crate::store::WriterHandle;
@@ -65,17 +64,28 @@ fn current(state: &AppState) -> (String, String, i64) {
     (token, link, state.tokens.ms_until_rotation(now))
 }
 
+/// The QR a screen shows now.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct QrNow {
+    pub token: String,
+    /// `{public_url}/e/{token}`: what the QR encodes.
+    pub link: String,
+    pub rotation_secs: u32,
+    /// Milliseconds until the next token.
+    pub refresh_in_ms: i64,
+}
+
 /// `GET /api/v1/qr`: the token and link a screen shows now, and when to fetch the next.
 pub async fn qr_json(State(state): State<AppState>) -> Response {
     let (token, link, refresh_ms) = current(&state);
     (
         [(CACHE_CONTROL, "no-store")],
-        Json(json!({
-            "token": token,
-            "link": link,
-            "rotation_secs": state.tokens.rotation_secs(),
-            "refresh_in_ms": refresh_ms,
-        })),
+        Json(QrNow {
+            token,
+            link,
+            rotation_secs: state.tokens.rotation_secs(),
+            refresh_in_ms: refresh_ms,
+        }),
     )
         .into_response()
 }

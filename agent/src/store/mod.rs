@@ -239,7 +239,7 @@ impl PickupRefusal {
 }
 
 /// An open or closed hold as staff and shoppers see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct HoldView {
     /// The order id, or `egg-{claim code}`.
     pub id: String,
@@ -254,7 +254,7 @@ pub struct HoldView {
 }
 
 /// Units of one SKU in a hold.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct LineView {
     pub sku: String,
     pub qty: u32,
@@ -320,7 +320,7 @@ pub enum StockChange {
 }
 
 /// A SKU's stock after a change.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct StockAfter {
     pub on_hand: u32,
     pub reserved: u32,

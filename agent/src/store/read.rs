@@ -234,7 +234,7 @@ impl Reader {
 }
 
 /// A SKU's stock as staff see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct StockListing {
     pub sku: String,
     pub on_hand: u32,

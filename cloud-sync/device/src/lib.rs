@@ -11,6 +11,8 @@ pub mod contract;
 pub mod credentials;
 pub mod keys;
 pub mod logs;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod tls;
 pub mod topics;
 pub mod uplink;

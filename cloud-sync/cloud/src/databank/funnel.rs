@@ -8,7 +8,9 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 /// Funnel row grouping (`by=` query parameter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     #[default]
@@ -65,7 +67,7 @@ impl Fact {
 }
 
 /// One funnel row (or the totals).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FunnelRow {
     pub key: String,
     pub awareness: u64,
@@ -76,7 +78,7 @@ pub struct FunnelRow {
 }
 
 /// The API answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Funnel {
     pub brand: String,
     pub from: String,

@@ -14,7 +14,7 @@ pub const DEFAULT_LIMIT: usize = 5;
 pub const MAX_LIMIT: usize = 50;
 
 /// The query string as sent, every value as text so that each bad one gets its own error.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NearbyParams {
     pub lat: Option<String>,
@@ -126,7 +126,7 @@ pub struct Candidate {
 }
 
 /// One touchpoint of the answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Touchpoint {
     pub device: String,
     /// Units a new order may take: `on_hand - reserved`.
@@ -142,7 +142,7 @@ pub struct Touchpoint {
 }
 
 /// The answer of `GET /api/v1/fleets/{fleet}/stock/{sku}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NearbyStock {
     pub sku: String,
     pub touchpoints: Vec<Touchpoint>,

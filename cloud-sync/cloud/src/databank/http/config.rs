@@ -8,9 +8,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Json;
-use caidan_sync::contract::{ConfigStatus, EventData, EventType, Layer, Name};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use caidan_sync::contract::{ConfigAck, ConfigStatus, EventData, EventType, Layer, Name};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::stock::bounded;
 use super::{ApiError, ApiState};
@@ -18,7 +18,7 @@ use super::{ApiError, ApiState};
 /// Answers listed at most, newest kept.
 const MAX_HISTORY: usize = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigParams {
     /// With `before_seq`: the device's store epoch the sequence number belongs to.
@@ -27,13 +27,41 @@ pub(super) struct ConfigParams {
     before_seq: Option<i64>,
 }
 
+/// The fleet and device a path names.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(super) struct DevicePath {
+    fleet: String,
+    device: String,
+}
+
+/// A device's config answers, oldest first, and the versions in force.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct DeviceConfig {
+    fleet: String,
+    device: String,
+    /// Per layer (`fleet`, `scene:{scene}`, `device:{device}`, ...): the version applied last
+    /// (before `before_seq`, when given).
+    in_force: BTreeMap<String, u64>,
+    /// The newest 500 answers.
+    history: Vec<ConfigAnswer>,
+}
+
+/// One stored config answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ConfigAnswer {
+    epoch: String,
+    seq: i64,
+    time_ms: i64,
+    answer: ConfigAck,
+}
+
 pub(super) async fn device_config(
     State(s): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<DevicePath>, PathRejection>,
     params: Result<Query<ConfigParams>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let Path((fleet, device)) = path.map_err(|e| bounded(e.body_text()))?;
+) -> Result<Json<DeviceConfig>, ApiError> {
+    let Path(DevicePath { fleet, device }) = path.map_err(|e| bounded(e.body_text()))?;
     let Query(params) = params.map_err(|e| bounded(e.body_text()))?;
     s.operator(&headers)?;
     let name =
@@ -53,9 +81,9 @@ pub(super) async fn device_config(
         )
         .await?;
     let mut history = Vec::new();
-    let mut in_force: BTreeMap<String, Value> = BTreeMap::new();
+    let mut in_force: BTreeMap<String, u64> = BTreeMap::new();
     for (epoch, seq, time_ms, body) in rows {
-        let Some(answer) = serde_json::from_str::<Value>(&body)
+        let Some(answer) = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|b| EventData::parse(EventType::Config, &b["data"].to_string()).ok())
             .and_then(|d| match d {
@@ -78,15 +106,20 @@ pub(super) async fn device_config(
                 Layer::Fleet => "fleet".to_owned(),
                 l => format!("{}:{target}", l.as_str()),
             };
-            in_force.insert(key, json!(version));
+            in_force.insert(key, version);
         }
-        history.push(json!({ "epoch": epoch, "seq": seq, "time_ms": time_ms, "answer": answer }));
+        history.push(ConfigAnswer {
+            epoch,
+            seq,
+            time_ms,
+            answer,
+        });
     }
     let skip = history.len().saturating_sub(MAX_HISTORY);
-    Ok(Json(json!({
-        "fleet": fleet,
-        "device": device,
-        "in_force": in_force,
-        "history": history.split_off(skip),
-    })))
+    Ok(Json(DeviceConfig {
+        fleet: fleet.to_string(),
+        device: device.to_string(),
+        in_force,
+        history: history.split_off(skip),
+    }))
 }

@@ -13,7 +13,14 @@ mod stock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use aide::OperationOutput;
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
+use aide::generate::GenContext;
+use aide::openapi::{OpenApi, Operation, Response as DocResponse};
+use aide::transform::TransformOperation;
 use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Redirect, Response};
@@ -22,9 +29,10 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use caidan_sync::clock::Clock;
 use caidan_sync::credentials::bearer;
+use caidan_sync::openapi;
 use rusqlite::Connection;
-use serde::Deserialize;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{Access, AuthError};
 use super::funnel::{self, Funnel, GroupBy};
@@ -150,6 +158,33 @@ pub enum ApiError {
     BadQuery(String),
     #[error("store: {0}")]
     Store(String),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
+}
+
+/// The body of every refusal.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// What was wrong.
+    pub error: String,
+}
+
+/// Every operation may answer with an [`ErrorBody`] (the `default` response).
+impl OperationOutput for ApiError {
+    type Inner = ErrorBody;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        openapi::refusal::<ErrorBody>(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, DocResponse)> {
+        openapi::default_refusal::<ErrorBody>(ctx, op)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -159,8 +194,13 @@ impl IntoResponse for ApiError {
             ApiError::Auth(_) => StatusCode::FORBIDDEN,
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         };
-        let mut resp = (status, Json(json!({"error": self.to_string()}))).into_response();
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -171,28 +211,83 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The API routes.
+const OPERATOR: &str = "operatorBearer";
+const BRAND: &str = "brandBearer";
+const FLEET: &str = "fleetBearer";
+
+fn operator_only(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.security_requirement(OPERATOR)
+}
+
+/// The API routes, and at `/openapi.json` the OpenAPI 3.1 document generated from them.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/favicon.svg", get(favicon))
-        .route("/favicon.ico", get(favicon))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/brands/{brand}/funnel", get(funnel_api))
-        .route("/api/v1/devices", get(devices))
-        .route(
+    let api = ApiRouter::new()
+        .api_route(
+            "/api/v1/brands/{brand}/funnel",
+            get_with(funnel_api, |op| {
+                op.id("brandFunnel")
+                    .summary("A brand's AIPL funnel over a time range")
+                    .security_requirement(BRAND)
+            }),
+        )
+        .api_route(
+            "/api/v1/devices",
+            get_with(devices, |op| {
+                operator_only(op.id("listDevices").summary("Every device's last state"))
+            }),
+        )
+        .api_route(
             "/api/v1/fleets/{fleet}/stock/{sku}",
-            get(stock::nearby_stock),
+            get_with(stock::nearby_stock, |op| {
+                op.id("nearbyStock")
+                    .summary("A fleet's touchpoints with a SKU available, nearest first")
+                    .security_requirement(FLEET)
+                    .security_requirement(OPERATOR)
+            }),
         )
-        .route(
+        .api_route(
             "/api/v1/fleets/{fleet}/devices/{device}/config",
-            get(config::device_config),
+            get_with(config::device_config, |op| {
+                operator_only(
+                    op.id("deviceConfig")
+                        .summary("A device's config answers and the versions in force"),
+                )
+            }),
         )
-        .route("/api/v1/dead-letters", get(dead_letters))
-        .route("/brands/{brand}/dashboard", get(dashboard_page))
-        .route("/brands/{brand}/login", get(login_page).post(login))
-        .route("/brands/{brand}/logout", post(logout))
-        .with_state(state)
+        .api_route(
+            "/api/v1/dead-letters",
+            get_with(dead_letters, |op| {
+                operator_only(op.id("deadLetters").summary("What the data bank set aside"))
+            }),
+        );
+    let mut doc = OpenApi::default();
+    let api = api.finish_api_with(&mut doc, |t| {
+        t.title("Caidan data bank")
+            .version(env!("CARGO_PKG_VERSION"))
+            .description("Funnels per brand, devices and stock per fleet. Tokens go in `Authorization: Bearer`, never in a URL.")
+            .security_scheme(OPERATOR, openapi::bearer("an operator token"))
+            .security_scheme(BRAND, openapi::bearer("the brand's token"))
+            .security_scheme(FLEET, openapi::bearer("the fleet's token"))
+    });
+    let doc = axum::body::Bytes::from(
+        serde_json::to_vec(&doc).expect("an OpenAPI document always serializes"),
+    );
+    api.route(
+        "/openapi.json",
+        get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+    )
+    .route("/healthz", get(|| async { "ok\n" }))
+    .route("/favicon.svg", get(favicon))
+    .route("/favicon.ico", get(favicon))
+    .route("/metrics", get(metrics))
+    .route("/brands/{brand}/dashboard", get(dashboard_page))
+    .route("/brands/{brand}/login", get(login_page).post(login))
+    .route("/brands/{brand}/logout", post(logout))
+    .fallback(|| async { ApiError::NotFound("no such route here") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::MethodNotAllowed("this route does not take that method")
+    })
+    .with_state(state)
 }
 
 async fn favicon() -> impl IntoResponse {
@@ -224,13 +319,24 @@ async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respon
 
 /// `from`, `to` (RFC 3339) and `by` of a funnel request. A `token` parameter is refused:
 /// tokens never travel in URLs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct FunnelQuery {
+    /// RFC 3339; a week before `to` when absent.
+    #[schemars(extend("format" = "date-time"))]
     from: Option<String>,
+    /// RFC 3339; now when absent.
+    #[schemars(extend("format" = "date-time"))]
     to: Option<String>,
     #[serde(default)]
     by: GroupBy,
+    /// Refused (400): tokens never travel in URLs.
     token: Option<String>,
+}
+
+/// The brand a path names.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BrandPath {
+    brand: String,
 }
 
 impl FunnelQuery {
@@ -299,10 +405,12 @@ async fn load_funnel(s: &ApiState, brand: String, q: &FunnelQuery) -> Result<Fun
 
 async fn funnel_api(
     State(s): State<ApiState>,
-    Path(brand): Path<String>,
-    Query(q): Query<FunnelQuery>,
+    path: Result<Path<BrandPath>, PathRejection>,
+    query: Result<Query<FunnelQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Funnel>, ApiError> {
+    let Path(BrandPath { brand }) = path.map_err(|e| stock::bounded(e.body_text()))?;
+    let Query(q) = query.map_err(|e| stock::bounded(e.body_text()))?;
     q.refuse_token()?;
     s.access.authorize_brand(auth_header(&headers), &brand)?;
     Ok(Json(load_funnel(&s, brand, &q).await?))
@@ -388,17 +496,59 @@ async fn logout(Path(brand): Path<String>, jar: CookieJar) -> Response {
 }
 
 /// `limit` of the dead-letter listing (default 100, at most 1,000).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
     limit: Option<usize>,
+}
+
+/// What the data bank set aside, newest first.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeadLetters {
+    dead_letters: Vec<super::store::dead_letter::DeadLetterRow>,
+}
+
+/// Every device the data bank has heard of.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Devices {
+    devices: Vec<DeviceView>,
+}
+
+/// A device's last state and each of its store epochs' progress.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeviceView {
+    fleet: String,
+    device: String,
+    online: Option<bool>,
+    /// The device's last state message, as sent.
+    state: serde_json::Value,
+    /// Its stock levels, when it reported any.
+    stock: Option<serde_json::Value>,
+    location: Option<LatLon>,
+    updated_ms: Option<i64>,
+    epochs: Vec<EpochView>,
+}
+
+/// Where a device is.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LatLon {
+    lat: f64,
+    lon: f64,
+}
+
+/// The highest contiguous sequence number stored of one epoch.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EpochView {
+    epoch: String,
+    seq: i64,
 }
 
 /// `GET /api/v1/dead-letters`: what the data bank set aside, newest first (operators).
 async fn dead_letters(
     State(s): State<ApiState>,
-    Query(q): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeadLetters>, ApiError> {
+    let Query(q) = query.map_err(|e| stock::bounded(e.body_text()))?;
     s.operator(&headers)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s
@@ -407,56 +557,58 @@ async fn dead_letters(
             move |c| super::store::pg::read::dead_letters(c, limit),
         )
         .await?;
-    Ok(Json(json!({ "dead_letters": rows })))
+    Ok(Json(DeadLetters { dead_letters: rows }))
 }
 
-async fn devices(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn devices(State(s): State<ApiState>, headers: HeaderMap) -> Result<Json<Devices>, ApiError> {
     s.operator(&headers)?;
     let (rows, epochs) = s
         .read(super::store::devices, super::store::pg::read::devices)
         .await?;
-    Ok(Json(json!({ "devices": devices_json(rows, epochs) })))
+    Ok(Json(Devices {
+        devices: device_views(rows, epochs),
+    }))
 }
 
 /// The devices answer: each device's last state with its epochs' progress.
-fn devices_json(rows: Vec<DeviceRow>, epochs: Vec<EpochRow>) -> Vec<serde_json::Value> {
-    let mut devices: Vec<serde_json::Value> = rows
+fn device_views(rows: Vec<DeviceRow>, epochs: Vec<EpochRow>) -> Vec<DeviceView> {
+    let mut devices: Vec<DeviceView> = rows
         .into_iter()
-        .map(|r| {
-            let location = r
-                .lat
-                .zip(r.lon)
-                .map(|(lat, lon)| json!({"lat": lat, "lon": lon}));
-            json!({
-                "fleet": r.fleet,
-                "device": r.device,
-                "online": r.online,
-                "state": serde_json::from_str::<serde_json::Value>(&r.state).unwrap_or_default(),
-                "stock": r.stock.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
-                "location": location,
-                "updated_ms": r.updated_ms,
-                "epochs": [],
-            })
+        .map(|r| DeviceView {
+            location: r.lat.zip(r.lon).map(|(lat, lon)| LatLon { lat, lon }),
+            state: serde_json::from_str(&r.state).unwrap_or_default(),
+            stock: r.stock.and_then(|s| serde_json::from_str(&s).ok()),
+            fleet: r.fleet,
+            device: r.device,
+            online: r.online,
+            updated_ms: Some(r.updated_ms),
+            epochs: Vec::new(),
         })
         .collect();
     for e in epochs {
-        let epoch = json!({"epoch": e.epoch, "seq": e.seq});
         let pos = devices
             .iter()
-            .position(|d| d["fleet"] == e.fleet && d["device"] == e.device);
+            .position(|d| d.fleet == e.fleet && d.device == e.device);
         let entry = match pos {
             Some(i) => &mut devices[i],
             None => {
-                devices.push(json!({"fleet": e.fleet, "device": e.device, "online": null, "location": null, "epochs": []}));
+                devices.push(DeviceView {
+                    fleet: e.fleet,
+                    device: e.device,
+                    online: None,
+                    state: serde_json::Value::Null,
+                    stock: None,
+                    location: None,
+                    updated_ms: None,
+                    epochs: Vec::new(),
+                });
                 devices.last_mut().expect("just pushed")
             }
         };
-        if let Some(list) = entry["epochs"].as_array_mut() {
-            list.push(epoch);
-        }
+        entry.epochs.push(EpochView {
+            epoch: e.epoch,
+            seq: e.seq,
+        });
     }
     devices
 }

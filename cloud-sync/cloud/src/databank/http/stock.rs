@@ -10,15 +10,22 @@ use super::{ApiError, ApiState, auth_header};
 use crate::databank::nearby::{self, NearbyParams, NearbyQuery, NearbyStock};
 use crate::databank::store::stock;
 
+/// The fleet and SKU a path names.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub(super) struct SkuPath {
+    fleet: String,
+    sku: String,
+}
+
 /// Checks, in this order: the request's shape and no token in the URL (400), the token
 /// (401, or 403 when it is another fleet's or a brand's), then each value (400).
 pub(super) async fn nearby_stock(
     State(s): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<SkuPath>, PathRejection>,
     params: Result<Query<NearbyParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<NearbyStock>, ApiError> {
-    let Path((fleet, sku)) = path.map_err(|e| bounded(e.body_text()))?;
+    let Path(SkuPath { fleet, sku }) = path.map_err(|e| bounded(e.body_text()))?;
     let Query(params) = params.map_err(|e| bounded(e.body_text()))?;
     params
         .refuse_token()

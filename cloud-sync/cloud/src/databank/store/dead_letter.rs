@@ -45,7 +45,7 @@ impl DeadLetter {
 }
 
 /// A dead letter as operators list it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeadLetterRow {
     pub topic: String,
     pub reason: String,
