@@ -247,18 +247,28 @@ fn funnel_from_rollups_equals_the_funnel_from_raw_events() {
     let conn = rusqlite::Connection::open(dir.path().join("bank.db")).unwrap();
     let mut c = pg::connect(&url).unwrap();
     let (from, to) = (base.as_millisecond(), base.as_millisecond() + 86_400_000);
-    for brand in ["lumi-cola", "dawn-coffee"] {
-        for by in [
-            GroupBy::Touchpoint,
-            GroupBy::Scene,
-            GroupBy::Offer,
-            GroupBy::Hour,
-        ] {
-            let facts = funnel::load_facts(&conn, brand, from, to).unwrap();
-            let want = funnel::aggregate(brand, by, facts);
-            let got = pg::read::funnel(&mut c, brand, by, from, to).unwrap();
-            assert_eq!(got, want, "{brand} by {by:?}");
-            assert!(want.1.interest > 0, "{brand}: {:?}", want.1);
+    const H: i64 = 3_600_000;
+    // A day, all three days, ranges with hours at both edges, and one hour.
+    let ranges = [
+        (from, to),
+        (from, from + 72 * H),
+        (from + 7 * H, from + 55 * H),
+        (from + 30 * H, from + 31 * H),
+    ];
+    for (lo, hi) in ranges {
+        for brand in ["lumi-cola", "dawn-coffee"] {
+            for by in [
+                GroupBy::Touchpoint,
+                GroupBy::Scene,
+                GroupBy::Offer,
+                GroupBy::Hour,
+            ] {
+                let facts = funnel::load_facts(&conn, brand, lo, hi).unwrap();
+                let want = funnel::aggregate(brand, by, facts);
+                let got = pg::read::funnel(&mut c, brand, by, lo, hi).unwrap();
+                assert_eq!(got, want, "{brand} by {by:?} over [{lo}, {hi})");
+                assert!(want.1.interest > 0, "{brand}: {:?}", want.1);
+            }
         }
     }
     let lumi = pg::read::funnel(&mut c, "lumi-cola", GroupBy::Hour, from, to).unwrap();

@@ -81,11 +81,11 @@ pub fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(Client::connect(url, NoTls)?)
 }
 
-/// Memory each funnel query may use to aggregate shopper cells before spilling to disk.
+/// Memory each funnel query may use to count distinct loyal shoppers before spilling to disk.
 const READ_WORK_MEM: &str = "64MB";
 
 /// The configuration of the API's read connections: `url` with more `work_mem`, so the
-/// Loyalty aggregation over a month of shopper cells stays in memory.
+/// Loyalty count over months of pairs stays in memory.
 pub fn reader_config(url: &str) -> Result<postgres::Config, StoreError> {
     let mut config: postgres::Config = url.parse()?;
     let options = format!(
@@ -671,11 +671,15 @@ impl<'a> CellCols<'a> {
     }
 }
 
+/// A shopper's row of one grouping: (brand, dim, key, shopper).
+type ShopperRow = (String, i16, String, String);
+
 /// The funnel cells one transaction adds to.
 #[derive(Default)]
 struct Rollup {
     stages: BTreeMap<Cell, [i64; 3]>,
-    shoppers: BTreeMap<(Cell, String), i64>,
+    /// The purchase hours added per shopper row, one element per purchase.
+    purchases: BTreeMap<ShopperRow, Vec<i64>>,
 }
 
 impl Rollup {
@@ -696,11 +700,13 @@ impl Rollup {
                 Stage::Purchase => 2,
             };
             for (d, key) in keys {
+                if let (Stage::Purchase, Some(s)) = (stage, &fact.shopper) {
+                    let row = (brand.to_owned(), d, key.to_owned(), s.clone());
+                    let added = self.purchases.entry(row).or_default();
+                    added.extend(std::iter::repeat_n(hour, amount as usize));
+                }
                 for (g, start) in [(grain::HOUR, hour), (grain::DAY, day)] {
                     let cell: Cell = (brand.to_owned(), d, g, start, key.to_owned());
-                    if let (Stage::Purchase, Some(s)) = (stage, &fact.shopper) {
-                        *self.shoppers.entry((cell.clone(), s.clone())).or_default() += 1;
-                    }
                     self.stages.entry(cell).or_default()[i] += amount as i64;
                 }
             }
@@ -731,24 +737,50 @@ impl Rollup {
                 &[&c.brand, &c.dim, &c.grain, &c.start, &c.key, &a, &i, &p],
             )?;
         }
-        if !self.shoppers.is_empty() {
-            let mut c = CellCols::default();
-            let (mut who, mut n) = (vec![], vec![]);
-            for ((cell, shopper), count) in &self.shoppers {
-                c.push(cell);
-                who.push(shopper.as_str());
-                n.push(*count);
-            }
-            tx.execute(
-                "INSERT INTO funnel_cell_shoppers AS f
-                   (brand, dim, grain, start_ms, key, shopper, purchases)
-                 SELECT * FROM unnest($1::text[], $2::int2[], $3::int2[], $4::int8[], $5::text[],
-                   $6::text[], $7::int8[])
-                 ON CONFLICT (brand, dim, grain, start_ms, key, shopper) DO UPDATE SET
-                   purchases = f.purchases + excluded.purchases",
-                &[&c.brand, &c.dim, &c.grain, &c.start, &c.key, &who, &n],
-            )?;
+        if !self.purchases.is_empty() {
+            self.save_purchases(tx)?;
         }
+        Ok(())
+    }
+
+    /// Merges the purchase hours into each shopper row's sorted list, rows in key order as
+    /// the cells.
+    fn save_purchases(&self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+        let n = self.purchases.len();
+        let (mut brand, mut dim, mut key, mut shopper) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut added = Vec::with_capacity(n);
+        for ((b, d, k, s), hours) in &self.purchases {
+            brand.push(b.as_str());
+            dim.push(*d);
+            key.push(k.as_str());
+            shopper.push(s.as_str());
+            let mut sorted = hours.clone();
+            sorted.sort_unstable();
+            // As text: unnest cannot take an array of arrays of different lengths.
+            added.push(
+                sorted
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        tx.execute(
+            "INSERT INTO funnel_shopper_hours AS f (brand, dim, key, shopper, hours, last_ms)
+             SELECT b, d, k, s, a, a[cardinality(a)]
+             FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::text[])
+               AS n(b, d, k, s, h)
+               CROSS JOIN LATERAL (SELECT string_to_array(h, ',')::int8[] AS a) AS l
+             ON CONFLICT (brand, dim, key, shopper) DO UPDATE SET
+               hours = (SELECT array_agg(x ORDER BY x) FROM unnest(f.hours || excluded.hours) AS x),
+               last_ms = greatest(f.last_ms, excluded.last_ms)",
+            &[&brand, &dim, &key, &shopper, &added],
+        )?;
         Ok(())
     }
 }

@@ -80,13 +80,15 @@ fn cells_sql(table: &str, cols: &str) -> String {
 /// Stage sums per key, and loyal shoppers per key.
 type CellRows = (Vec<(String, i64, i64, i64)>, HashMap<String, i64>);
 
-/// Rows of (key, awareness, interest, purchase) and (key, loyal shoppers) of `brand`'s
-/// cells of `d` over `spans`, keyed by the cells' key or, `by_start`, by their start.
+/// Rows of (key, awareness, interest, purchase) of `brand`'s cells of `d` over `spans`,
+/// and (key, loyal shoppers: two or more purchases in the row) over `[from, to)`; keyed by
+/// the cells' key or, `by_start`, by their hour.
 fn cell_rows(
     c: &mut Client,
     brand: &str,
     d: i16,
     spans: &Spans,
+    (from, to): (i64, i64),
     by_start: bool,
 ) -> Result<CellRows, postgres::Error> {
     let [a, b, h0, h1, t0, t1] = spans.params();
@@ -103,19 +105,26 @@ fn cell_rows(
         ),
         &params,
     )?;
-    let loyal = c.query(
-        &format!(
-            "SELECT k, count(*) FROM (
-               SELECT k, shopper FROM ({}) AS c
-               GROUP BY k, shopper HAVING sum(purchases) >= 2) AS l
-             GROUP BY k",
-            cells_sql(
-                "funnel_cell_shoppers",
-                &format!("{key} AS k, shopper, purchases")
-            )
-        ),
-        &params,
-    )?;
+    // Purchases of a sorted list in [from, to): the elements up to to - 1 less those up to
+    // from - 1 (`width_bucket` binary-searches). Only shoppers who bought since `from`.
+    let loyal = if by_start {
+        c.query(
+            "SELECT h::text, count(*) FROM (
+               SELECT h FROM funnel_shopper_hours, unnest(hours) AS h
+               WHERE brand = $1 AND dim = $2 AND last_ms >= $3 AND h >= $3 AND h < $4
+               GROUP BY shopper, key, h HAVING count(*) >= 2) AS l
+             GROUP BY h",
+            &[&brand, &d, &from, &to],
+        )?
+    } else {
+        c.query(
+            "SELECT key, count(*) FROM funnel_shopper_hours
+             WHERE brand = $1 AND dim = $2 AND last_ms >= $3
+               AND width_bucket($4::int8 - 1, hours) - width_bucket($3::int8 - 1, hours) >= 2
+             GROUP BY key",
+            &[&brand, &d, &from, &to],
+        )?
+    };
     Ok((
         stages
             .iter()
@@ -153,7 +162,8 @@ pub fn funnel(
         purchase: p as u64,
         loyalty: loyal as u64,
     };
-    let (stages, loyal) = cell_rows(c, brand, d, row_spans, by == GroupBy::Hour)?;
+    let range = (from_hour_ms, to_hour_ms);
+    let (stages, loyal) = cell_rows(c, brand, d, row_spans, range, by == GroupBy::Hour)?;
     let mut rows: Vec<FunnelRow> = stages
         .into_iter()
         .map(|(k, a, i, p)| {
@@ -162,7 +172,7 @@ pub fn funnel(
         })
         .collect();
     rows.sort_by(|a, b| a.key.cmp(&b.key));
-    let (all, all_loyal) = cell_rows(c, brand, dim::ALL, &spans, false)?;
+    let (all, all_loyal) = cell_rows(c, brand, dim::ALL, &spans, range, false)?;
     let totals = all
         .into_iter()
         .fold(row("total".into(), (0, 0, 0), 0), |mut t, (_, a, i, p)| {

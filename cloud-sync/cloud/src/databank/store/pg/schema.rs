@@ -6,7 +6,7 @@
 //! that already holds it. Days near the bank's clock get a partition of their own, made on
 //! demand; anything else (a device clock a year ahead, non-v7 ids) goes to the default
 //! partition. Retention drops whole day partitions and deletes old rows of the default one.
-//! The funnel rollups (`funnel_cells`, `funnel_cell_shoppers`) are never dropped.
+//! The funnel rollups (`funnel_cells`, `funnel_shopper_hours`) are never dropped.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +15,7 @@ use postgres::{Client, GenericClient};
 use crate::databank::store::StoreError;
 
 /// Version kept in `caidan_schema`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Advisory lock key taken while migrating or changing partitions, so several data banks
 /// starting at once never race on DDL.
@@ -135,6 +135,30 @@ CREATE TABLE funnel_cell_shoppers (
 );
 ";
 
+/// Version 2: Loyalty from each shopper's sorted purchase hours, one row per brand,
+/// grouping, row key and shopper, in place of version 1's shopper counts per hour and day
+/// cell. A funnel query binary-searches each list (`width_bucket`) for the purchases in its
+/// range, over the shoppers who bought since its start (`last_ms`), instead of summing one
+/// cell per purchase. The merge's row lock orders two ingesters adding to one shopper.
+const SCHEMA_V2: &str = "
+CREATE TABLE funnel_shopper_hours (
+    brand text NOT NULL,
+    dim smallint NOT NULL,
+    key text NOT NULL,
+    shopper text NOT NULL,
+    -- one UTC hour start per purchase, sorted
+    hours bigint[] NOT NULL,
+    last_ms bigint NOT NULL,
+    PRIMARY KEY (brand, dim, key, shopper)
+);
+CREATE INDEX funnel_shopper_hours_recent ON funnel_shopper_hours (brand, dim, last_ms);
+INSERT INTO funnel_shopper_hours (brand, dim, key, shopper, hours, last_ms)
+  SELECT brand, dim, key, shopper, array_agg(start_ms ORDER BY start_ms), max(start_ms)
+  FROM funnel_cell_shoppers CROSS JOIN LATERAL generate_series(1, purchases)
+  WHERE grain = 0 GROUP BY brand, dim, key, shopper;
+DROP TABLE funnel_cell_shoppers;
+";
+
 /// Creates or migrates the schema; safe to run from several processes at once.
 pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
@@ -150,9 +174,13 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
                 supported: SCHEMA_VERSION.into(),
             });
         }
-        Some(_) => {}
-        None => {
-            tx.batch_execute(SCHEMA_V1)?;
+        Some(v) if v == SCHEMA_VERSION => {}
+        found => {
+            if found.is_none() {
+                tx.batch_execute(SCHEMA_V1)?;
+            }
+            tx.batch_execute(SCHEMA_V2)?;
+            tx.execute("DELETE FROM caidan_schema", &[])?;
             tx.execute(
                 "INSERT INTO caidan_schema (version) VALUES ($1)",
                 &[&SCHEMA_VERSION],
@@ -251,4 +279,65 @@ pub fn apply_retention(
     )?;
     tx.commit()?;
     Ok(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1 database keeps its Loyalty: its hourly shopper cells become sorted
+    /// purchase lists (day cells, which repeated them, are dropped), and it says version 2.
+    #[test]
+    fn a_version_1_database_migrates_to_purchase_lists() {
+        let pg = caidan_testkit::Postgres::start(&["fsync=off"]);
+        let url = pg.create_db("v1");
+        let mut c = super::super::connect(&url).unwrap();
+        c.batch_execute(SCHEMA_V1).unwrap();
+        c.batch_execute(
+            "CREATE TABLE caidan_schema (version integer NOT NULL);
+             INSERT INTO caidan_schema VALUES (1);
+             INSERT INTO funnel_cell_shoppers VALUES
+               ('b', 3, 0, 7200000, '', 's1', 1),
+               ('b', 3, 0, 3600000, '', 's1', 2),
+               ('b', 3, 1, 0, '', 's1', 3),
+               ('b', 0, 0, 3600000, 'dev-1', 's2', 1);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let rows: Vec<(i16, String, String, Vec<i64>, i64)> = c
+            .query(
+                "SELECT dim, key, shopper, hours, last_ms FROM funnel_shopper_hours
+                 ORDER BY dim, key, shopper",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (0, "dev-1".into(), "s2".into(), vec![3_600_000], 3_600_000),
+                (
+                    3,
+                    "".into(),
+                    "s1".into(),
+                    vec![3_600_000, 3_600_000, 7_200_000],
+                    7_200_000
+                ),
+            ]
+        );
+        let version: i32 = c
+            .query_one("SELECT max(version) FROM caidan_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, SCHEMA_VERSION);
+        // Migrating again changes nothing.
+        migrate(&mut c).unwrap();
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM funnel_shopper_hours", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
+    }
 }
