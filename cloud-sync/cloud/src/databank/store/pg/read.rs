@@ -108,10 +108,17 @@ fn cell_rows(
     // Purchases of a sorted list in [from, to): the elements up to to - 1 less those up to
     // from - 1 (`width_bucket` binary-searches). Only shoppers who bought since `from`.
     let loyal = if by_start {
+        // Only shoppers with two or more purchases in the range can have two in one of
+        // its hours; of those, only the slice of the list that lies in the range.
         c.query(
             "SELECT h::text, count(*) FROM (
-               SELECT h FROM funnel_shopper_hours, unnest(hours) AS h
-               WHERE brand = $1 AND dim = $2 AND last_ms >= $3 AND h >= $3 AND h < $4
+               SELECT h FROM (
+                 SELECT shopper, key, hours, width_bucket($3::int8 - 1, hours) AS lo,
+                        width_bucket($4::int8 - 1, hours) AS hi
+                 FROM funnel_shopper_hours
+                 WHERE brand = $1 AND dim = $2 AND last_ms >= $3) AS s,
+                 unnest(hours[lo + 1 : hi]) AS h
+               WHERE hi - lo >= 2
                GROUP BY shopper, key, h HAVING count(*) >= 2) AS l
              GROUP BY h",
             &[&brand, &d, &from, &to],
