@@ -1,12 +1,8 @@
 //! API errors: a status, a stable reason label and a message a person can act on.
 
-use aide::OperationOutput;
-use aide::generate::GenContext;
-use aide::openapi::{Operation, Response as DocResponse, StatusCode as DocStatus};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use caidan_sync::openapi;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -87,18 +83,5 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// In the OpenAPI documents every operation may answer with an [`ErrorBody`].
-impl OperationOutput for ApiError {
-    type Inner = ErrorBody;
-
-    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
-        openapi::refusal::<ErrorBody>(ctx, op)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        op: &mut Operation,
-    ) -> Vec<(Option<DocStatus>, DocResponse)> {
-        openapi::default_refusal::<ErrorBody>(ctx, op)
-    }
-}
+// In the OpenAPI documents every operation may answer with an `ErrorBody`.
+caidan_sync::refusal_output!(ApiError, ErrorBody);

@@ -1,6 +1,7 @@
 //! What the agent's and the data bank's OpenAPI documents share: bearer schemes and the
 //! `default` response every operation may refuse with.
 
+pub use aide;
 use aide::OperationOutput;
 use aide::generate::GenContext;
 use aide::openapi::{Operation, Response, SecurityScheme, StatusCode};
@@ -33,4 +34,32 @@ pub fn default_refusal<B: JsonSchema>(
         .map(|r| (None, r))
         .into_iter()
         .collect()
+}
+
+/// Documents error type `$error` as answering with JSON body `$body` ([`refusal`], as the
+/// `default` response), for `impl IntoResponse` error enums of a router.
+#[macro_export]
+macro_rules! refusal_output {
+    ($error:ty, $body:ty) => {
+        impl $crate::openapi::aide::OperationOutput for $error {
+            type Inner = $body;
+
+            fn operation_response(
+                ctx: &mut $crate::openapi::aide::generate::GenContext,
+                op: &mut $crate::openapi::aide::openapi::Operation,
+            ) -> Option<$crate::openapi::aide::openapi::Response> {
+                $crate::openapi::refusal::<$body>(ctx, op)
+            }
+
+            fn inferred_responses(
+                ctx: &mut $crate::openapi::aide::generate::GenContext,
+                op: &mut $crate::openapi::aide::openapi::Operation,
+            ) -> Vec<(
+                Option<$crate::openapi::aide::openapi::StatusCode>,
+                $crate::openapi::aide::openapi::Response,
+            )> {
+                $crate::openapi::default_refusal::<$body>(ctx, op)
+            }
+        }
+    };
 }

@@ -13,11 +13,9 @@ mod stock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use aide::OperationOutput;
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
-use aide::generate::GenContext;
-use aide::openapi::{OpenApi, Operation, Response as DocResponse};
+use aide::openapi::OpenApi;
 use aide::transform::TransformOperation;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -171,21 +169,8 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Every operation may answer with an [`ErrorBody`] (the `default` response).
-impl OperationOutput for ApiError {
-    type Inner = ErrorBody;
-
-    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
-        openapi::refusal::<ErrorBody>(ctx, op)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        op: &mut Operation,
-    ) -> Vec<(Option<aide::openapi::StatusCode>, DocResponse)> {
-        openapi::default_refusal::<ErrorBody>(ctx, op)
-    }
-}
+// Every operation may answer with an `ErrorBody` (the `default` response).
+caidan_sync::refusal_output!(ApiError, ErrorBody);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
