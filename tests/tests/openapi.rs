@@ -77,6 +77,18 @@ fn paths(doc: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Fails unless `doc` is OpenAPI 3.1 and lists every one of `routes`.
+fn assert_lists(doc: &Value, routes: &[&str]) {
+    assert_eq!(doc["openapi"], "3.1.0");
+    let listed = paths(doc);
+    for route in routes {
+        assert!(
+            listed.contains(&(*route).to_owned()),
+            "{route} not in {listed:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_agents_documents_list_its_routes_and_hold_under_schemathesis() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,24 +100,20 @@ async fn the_agents_documents_list_its_routes_and_hold_under_schemathesis() {
         },
     );
     let public = document(&agent.base).await;
-    assert_eq!(public["openapi"], "3.1.0");
-    let listed = paths(&public);
-    for route in [
-        "/api/v1/eggs",
-        "/api/v1/redemptions",
-        "/api/v1/claims/public-key",
-        "/api/v1/pickups",
-        "/api/v1/vending/pickups",
-        "/api/v1/orders",
-        "/api/v1/orders/{id}/release",
-        "/api/v1/inventory",
-        "/api/v1/inventory/{sku}",
-    ] {
-        assert!(
-            listed.contains(&route.to_owned()),
-            "{route} not in {listed:?}"
-        );
-    }
+    assert_lists(
+        &public,
+        &[
+            "/api/v1/eggs",
+            "/api/v1/redemptions",
+            "/api/v1/claims/public-key",
+            "/api/v1/pickups",
+            "/api/v1/vending/pickups",
+            "/api/v1/orders",
+            "/api/v1/orders/{id}/release",
+            "/api/v1/inventory",
+            "/api/v1/inventory/{sku}",
+        ],
+    );
     let crack = &public["paths"]["/api/v1/eggs"]["post"];
     assert!(crack["requestBody"]["content"]["application/json"]["schema"].is_object());
     assert!(crack["responses"]["201"].is_object() && crack["responses"]["default"].is_object());
@@ -132,20 +140,16 @@ async fn the_data_banks_document_lists_its_routes_and_holds_under_schemathesis()
     let broker = Mosquitto::plain(dir.path());
     let bank = DatabankProc::start(&dir.path().join("bank"), &broker.url(), &[]);
     let doc = document(&bank.http).await;
-    assert_eq!(doc["openapi"], "3.1.0");
-    let listed = paths(&doc);
-    for route in [
-        "/api/v1/brands/{brand}/funnel",
-        "/api/v1/devices",
-        "/api/v1/fleets/{fleet}/stock/{sku}",
-        "/api/v1/fleets/{fleet}/devices/{device}/config",
-        "/api/v1/dead-letters",
-    ] {
-        assert!(
-            listed.contains(&route.to_owned()),
-            "{route} not in {listed:?}"
-        );
-    }
+    assert_lists(
+        &doc,
+        &[
+            "/api/v1/brands/{brand}/funnel",
+            "/api/v1/devices",
+            "/api/v1/fleets/{fleet}/stock/{sku}",
+            "/api/v1/fleets/{fleet}/devices/{device}/config",
+            "/api/v1/dead-letters",
+        ],
+    );
     // As an operator for the fleet-wide routes; and as one brand, on its own funnel.
     let run = dir.path().join("operator");
     std::fs::create_dir_all(&run).unwrap();
