@@ -3,7 +3,8 @@
 //!
 //! 1. **Raw limit**: one client inserts the same rows into a bare `events` table of the same
 //!    shape (partitioned, same key), one multi-row `INSERT ... SELECT FROM unnest ... ON
-//!    CONFLICT DO NOTHING` per batch, committing every `GROUP` batches.
+//!    CONFLICT DO NOTHING` per batch from one prepared statement, committing every `GROUP`
+//!    batches.
 //! 2. **The store**: 1, 2 and 4 ingesters (each a `PgStore` on its own connection and thread)
 //!    apply the same batches, dealt round-robin so each device's batches land on every
 //!    ingester (as a shared subscription does), `GROUP` batches per transaction, with the
@@ -68,11 +69,12 @@ fn main() -> Result<()> {
             "CREATE TABLE events_today PARTITION OF events FOR VALUES FROM ({today}) TO ({})",
             today + 2
         ))?;
+        let insert = c.prepare(RAW_INSERT)?;
         let start = Instant::now();
         for group in batches.chunks(GROUP) {
             let mut tx = c.transaction()?;
             for b in group {
-                raw_insert(&mut tx, b)?;
+                raw_insert(&mut tx, &insert, b)?;
             }
             tx.commit()?;
         }
@@ -129,7 +131,18 @@ fn open(url: &str) -> Result<PgStore> {
     )?)
 }
 
-fn raw_insert(tx: &mut postgres::Transaction<'_>, batch: &[Received]) -> Result<()> {
+/// The raw insert, prepared once as the store prepares its statements.
+const RAW_INSERT: &str =
+    "INSERT INTO events SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[],
+       $5::text[], $6::int8[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[],
+       $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[])
+     ON CONFLICT DO NOTHING";
+
+fn raw_insert(
+    tx: &mut postgres::Transaction<'_>,
+    insert: &postgres::Statement,
+    batch: &[Received],
+) -> Result<()> {
     let col = |f: &dyn Fn(&Event) -> String| batch.iter().map(|r| f(&r.event)).collect::<Vec<_>>();
     let ids: Vec<uuid::Uuid> = batch.iter().map(|r| r.event.id).collect();
     let days: Vec<i32> = ids.iter().map(pg::schema::id_day).collect();
@@ -142,10 +155,7 @@ fn raw_insert(tx: &mut postgres::Transaction<'_>, batch: &[Received]) -> Result<
     let nulls: Vec<Option<String>> = vec![None; batch.len()];
     let nulls_i: Vec<Option<i64>> = vec![None; batch.len()];
     tx.execute(
-        "INSERT INTO events SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[],
-           $5::text[], $6::int8[], $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[],
-           $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[])
-         ON CONFLICT DO NOTHING",
+        insert,
         &[
             &ids,
             &days,

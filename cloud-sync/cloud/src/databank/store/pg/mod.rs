@@ -11,6 +11,7 @@
 //! the funnel rollups ([`schema`]) are updated in the same transaction. Acknowledgements
 //! are computed from the locked progress, after the commit, as on SQLite.
 
+mod prepared;
 pub mod read;
 pub mod schema;
 
@@ -20,9 +21,10 @@ use std::sync::Arc;
 use caidan_sync::clock::Clock;
 use caidan_sync::contract::{Event, EventData, Received, Stage};
 use caidan_sync::topics;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, NoTls};
 use uuid::Uuid;
 
+use self::prepared::{Prepared, Tx};
 use super::dead_letter::{self, DeadLetter};
 use super::{Apply, DEVICE_UPSERT, Outcome, Progress, StateRow, StoreError, Work};
 use crate::databank::funnel::{self, Fact};
@@ -74,6 +76,8 @@ pub struct PgStore {
     /// Days known to have a partition (or known to live in the default one).
     days: BTreeSet<i32>,
     last_maintenance_ms: Option<i64>,
+    /// The writer's statements, prepared on `client`.
+    prepared: Prepared,
 }
 
 /// Connects to `url`.
@@ -115,6 +119,7 @@ impl PgStore {
             clock,
             days: BTreeSet::new(),
             last_maintenance_ms: None,
+            prepared: Prepared::default(),
         };
         store.maintain()?;
         Ok(store)
@@ -169,6 +174,7 @@ impl PgStore {
         if self.client.is_closed() {
             tracing::warn!("PostgreSQL connection lost: reconnecting");
             self.client = connect(&self.options.url)?;
+            self.prepared = Prepared::default();
         }
         let now = self.clock.now_ms();
         if self
@@ -184,9 +190,10 @@ impl PgStore {
         for day in days {
             self.ensure_day(day, now)?;
         }
-        let mut tx = self.client.transaction()?;
+        let mut tx = Tx::new(self.client.transaction()?, &mut self.prepared);
         let mut progress = lock_progress(&mut tx, work, now)?;
         let mut rollup = Rollup::default();
+        let mut latest = BTreeMap::new();
         let expired = self
             .options
             .retention_days
@@ -200,6 +207,7 @@ impl PgStore {
                         tx: &mut tx,
                         progress: &mut progress,
                         rollup: &mut rollup,
+                        latest: &mut latest,
                         now,
                         expired,
                     };
@@ -238,6 +246,7 @@ impl PgStore {
             outcomes.push(outcome);
         }
         save_progress(&mut tx, &progress, now)?;
+        save_epoch_times(&mut tx, &latest)?;
         rollup.save(&mut tx)?;
         tx.commit()?;
         Ok(outcomes)
@@ -268,7 +277,7 @@ fn key_of(e: &Event) -> Key {
 /// Locks (creating when new) the progress rows of every key in `work`, in sorted order,
 /// and reads them.
 fn lock_progress(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     work: &[Work],
     now: i64,
 ) -> Result<HashMap<Key, SeqProgress>, StoreError> {
@@ -308,7 +317,10 @@ fn lock_progress(
     Ok(progress)
 }
 
-fn columns3(keys: &BTreeSet<Key>) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+/// The fleet, device and epoch columns of `keys`, as parameter arrays.
+fn columns3<'k>(
+    keys: impl IntoIterator<Item = &'k Key>,
+) -> (Vec<&'k str>, Vec<&'k str>, Vec<&'k str>) {
     let mut cols = (Vec::new(), Vec::new(), Vec::new());
     for (f, d, e) in keys {
         cols.0.push(f.as_str());
@@ -319,7 +331,7 @@ fn columns3(keys: &BTreeSet<Key>) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
 }
 
 fn save_progress(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     progress: &HashMap<Key, SeqProgress>,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -344,6 +356,24 @@ fn save_progress(
     Ok(())
 }
 
+/// Moves each (fleet, device, epoch)'s latest event time forward, in one statement for the
+/// group, in key order as the progress rows.
+fn save_epoch_times(tx: &mut Tx<'_>, latest: &BTreeMap<Key, i64>) -> Result<(), StoreError> {
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let (f, d, e) = columns3(latest.keys());
+    let times: Vec<i64> = latest.values().copied().collect();
+    tx.execute(
+        "INSERT INTO device_epochs (fleet, device, epoch, last_time_ms)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])
+         ON CONFLICT (fleet, device, epoch) DO UPDATE SET
+           last_time_ms = GREATEST(device_epochs.last_time_ms, excluded.last_time_ms)",
+        &[&f, &d, &e, &times],
+    )?;
+    Ok(())
+}
+
 /// What one batch is, seq by seq, before it is written.
 enum Plan {
     /// A seq not recorded before: inserted unless its id is stored elsewhere.
@@ -354,9 +384,11 @@ enum Plan {
 
 /// What storing one batch works on, inside the group's transaction.
 struct BatchTx<'a, 't> {
-    tx: &'a mut Transaction<'t>,
+    tx: &'a mut Tx<'t>,
     progress: &'a mut HashMap<Key, SeqProgress>,
     rollup: &'a mut Rollup,
+    /// The latest time of an event stored per (fleet, device, epoch), over the group.
+    latest: &'a mut BTreeMap<Key, i64>,
     now: i64,
     /// Days before this one were dropped by retention: a recorded seq whose event is of
     /// such a day cannot be compared with what was stored, and counts as a redelivery.
@@ -368,10 +400,11 @@ impl BatchTx<'_, '_> {
     /// (device, epoch, seq); an id stored at another place or another id at a recorded seq is
     /// set aside and its seq not counted.
     fn apply(&mut self, events: &[Received], outcome: &mut Outcome) -> Result<(), StoreError> {
-        let (tx, progress, rollup, now) = (
+        let (tx, progress, rollup, latest, now) = (
             &mut *self.tx,
             &mut *self.progress,
             &mut *self.rollup,
+            &mut *self.latest,
             self.now,
         );
         let mut plans = Vec::with_capacity(events.len());
@@ -407,7 +440,6 @@ impl BatchTx<'_, '_> {
             .map(|(r, _)| r)
             .collect();
         let places = stored_places(tx, &seen_ids)?;
-        let mut latest: BTreeMap<Key, i64> = BTreeMap::new();
         // An id two new seqs of the batch carry is stored once, for the first of them.
         let mut claimed: HashSet<Uuid> = HashSet::new();
         for (r, plan) in events.iter().zip(&plans) {
@@ -453,14 +485,6 @@ impl BatchTx<'_, '_> {
                 }
             }
         }
-        for (key, time) in &latest {
-            tx.execute(
-            "INSERT INTO device_epochs (fleet, device, epoch, last_time_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (fleet, device, epoch) DO UPDATE SET
-               last_time_ms = GREATEST(device_epochs.last_time_ms, excluded.last_time_ms)",
-            &[&key.0, &key.1, &key.2, time],
-        )?;
-        }
         for key in keys {
             let seq = progress.get(&key).map_or(0, SeqProgress::contiguous);
             let epoch = key.2.parse().expect("made from a UUID");
@@ -477,7 +501,7 @@ impl BatchTx<'_, '_> {
 
 /// Inserts `events` in one statement; returns the ids it stored (the others were there).
 fn insert_events<'a>(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     events: impl Iterator<Item = &'a Received>,
 ) -> Result<HashSet<Uuid>, StoreError> {
     #[derive(Default)]
@@ -564,7 +588,7 @@ fn insert_events<'a>(
 
 /// Where each of `events`' ids is stored: (fleet, device, epoch, seq).
 fn stored_places(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     events: &[&Received],
 ) -> Result<HashMap<Uuid, Place>, StoreError> {
     if events.is_empty() {
@@ -584,7 +608,7 @@ fn stored_places(
 }
 
 /// The stock levels an order or stock event carries, kept as [`super::stock`] says.
-fn record_stock(tx: &mut Transaction<'_>, event: &Event, now_ms: i64) -> Result<(), StoreError> {
+fn record_stock(tx: &mut Tx<'_>, event: &Event, now_ms: i64) -> Result<(), StoreError> {
     let levels = super::stock::carried(event);
     let epoch = event.epoch.to_string();
     for l in levels.iter() {
@@ -622,11 +646,7 @@ fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Keeps `letter` once per (topic, payload), counting repeats; bounds the table.
-fn put_dead_letter(
-    tx: &mut Transaction<'_>,
-    letter: &DeadLetter,
-    now_ms: i64,
-) -> Result<(), StoreError> {
+fn put_dead_letter(tx: &mut Tx<'_>, letter: &DeadLetter, now_ms: i64) -> Result<(), StoreError> {
     let row = tx.query_one(
         "INSERT INTO dead_letters (topic, reason, detail, size, sha256, head, first_ms, last_ms, count)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 1)
@@ -718,7 +738,7 @@ impl Rollup {
 
     /// Adds the cells to the rollup tables, in key order: cells are shared by devices,
     /// and one order for every ingester means their row locks never deadlock.
-    fn save(self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    fn save(self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         if !self.stages.is_empty() {
             let mut c = CellCols::default();
             let (mut a, mut i, mut p) = (vec![], vec![], vec![]);
@@ -748,7 +768,7 @@ impl Rollup {
 
     /// Merges the purchase hours into each shopper row's sorted list, rows in key order as
     /// the cells.
-    fn save_purchases(&self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    fn save_purchases(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         let n = self.purchases.len();
         let (mut brand, mut dim, mut key, mut shopper) = (
             Vec::with_capacity(n),
