@@ -315,6 +315,33 @@ async fn pickup_answers_say_what_became_of_the_order() {
         agent.clock.now_ms(),
     );
     assert_eq!(place(&agent, o).await, OrderOutcome::Reserved);
+    let listed = |view: &'static str| {
+        let r = agent
+            .http
+            .get(agent.url(&format!("/api/v1/orders{view}")))
+            .bearer_auth(STAFF)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = listed("?view=open").await;
+    assert_eq!(s, 200, "{b}");
+    let ids: Vec<&str> = b["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["o-2"], "the open order, not the expired one");
+    let (s, b) = listed("?view=").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("bad_request")), "{b}");
+    let message = b["message"].as_str().unwrap();
+    assert!(
+        message.contains("open") && message.contains("handovers"),
+        "{message}"
+    );
     let (s, _) = post(&agent, "/api/v1/orders/o-2/release", Some(STAFF), json!({})).await;
     assert_eq!(s, 200);
     let (s, b) = post(

@@ -240,10 +240,22 @@ pub async fn vending_pickup(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
+    /// Which orders: the open ones (the default) or the recent hand-overs.
     #[serde(default)]
-    view: Option<String>,
+    view: Option<OrdersView>,
+    /// At most this many (100 by default; clamped to 1..=500).
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// The lists `GET /api/v1/orders` gives.
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrdersView {
+    /// Waiting orders and egg holds, soonest to end first.
+    Open,
+    /// Recent hand-overs.
+    Handovers,
 }
 
 /// `GET /api/v1/orders?view=open|handovers`: waiting orders and egg holds (soonest to end
@@ -257,20 +269,7 @@ pub async fn orders(
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let handovers = match q.view.as_deref() {
-        None | Some("open") => false,
-        Some("handovers") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!(
-                    "view must be open or handovers, got {}",
-                    caidan_sync::contract::ids::shown(other)
-                ),
-            ));
-        }
-    };
+    let handovers = matches!(q.view, Some(OrdersView::Handovers));
     let reader = state.reader.clone();
     let holds = tokio::task::spawn_blocking(move || {
         if handovers {
