@@ -431,3 +431,39 @@ async fn two_data_banks_share_one_database() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A shopper's purchases arriving newest first, in one batch and then merged with a later
+/// batch, are kept as one sorted list per grouping row: the binary searches of the Loyalty
+/// query depend on it.
+#[test]
+fn a_shoppers_purchase_hours_are_kept_sorted() {
+    let pg = cluster();
+    let url = pg.create_db("sorted");
+    let mut store = open(&url);
+    let at = |seq: u64, hour: u32| {
+        // seq 3 mod 4 is a redemption of shopper(seq % 3).
+        let mut e = common::event("s1", EPOCH, seq);
+        e["time"] = json!(format!("2025-03-01T{hour:02}:30:00Z"));
+        received(e)
+    };
+    // Seqs 3, 15, 27 are all shopper(0): hours 9, 5, 7 in that order, then 6.
+    let base = 1_740_787_200_000i64; // 2025-03-01T00:00Z
+    let stored = || {
+        pg.psql(
+            "sorted",
+            "SELECT string_agg(DISTINCT array_to_string(hours, ','), ';') FROM funnel_shopper_hours",
+        )
+    };
+    let hours = |hs: &[i64]| {
+        hs.iter()
+            .map(|h| (base + h * 3_600_000).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    store
+        .apply(&[Work::Batch(vec![at(3, 9), at(15, 5), at(27, 7)])])
+        .unwrap();
+    assert_eq!(stored(), hours(&[5, 7, 9]), "a new list, sorted");
+    store.apply(&[Work::Batch(vec![at(39, 6)])]).unwrap();
+    assert_eq!(stored(), hours(&[5, 6, 7, 9]), "merged, still sorted");
+}

@@ -766,43 +766,37 @@ impl Rollup {
         Ok(())
     }
 
-    /// Merges the purchase hours into each shopper row's sorted list, rows in key order as
-    /// the cells.
+    /// Merges the purchase hours into each shopper row's sorted list: one parameter row per
+    /// purchase, grouped and sorted by PostgreSQL, rows upserted in key order as the cells.
     fn save_purchases(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
-        let n = self.purchases.len();
-        let (mut brand, mut dim, mut key, mut shopper) = (
+        let n: usize = self.purchases.values().map(Vec::len).sum();
+        let (mut brand, mut dim, mut key, mut shopper, mut hour) = (
+            Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let mut added = Vec::with_capacity(n);
         for ((b, d, k, s), hours) in &self.purchases {
-            brand.push(b.as_str());
-            dim.push(*d);
-            key.push(k.as_str());
-            shopper.push(s.as_str());
-            let mut sorted = hours.clone();
-            sorted.sort_unstable();
-            // As text: unnest cannot take an array of arrays of different lengths.
-            added.push(
-                sorted
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
+            for h in hours {
+                brand.push(b.as_str());
+                dim.push(*d);
+                key.push(k.as_str());
+                shopper.push(s.as_str());
+                hour.push(*h);
+            }
         }
         tx.execute(
             "INSERT INTO funnel_shopper_hours AS f (brand, dim, key, shopper, hours, last_ms)
-             SELECT b, d, k, s, a, a[cardinality(a)]
-             FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::text[])
+             SELECT b, d, k, s, array_agg(h ORDER BY h), max(h)
+             FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::int8[])
                AS n(b, d, k, s, h)
-               CROSS JOIN LATERAL (SELECT string_to_array(h, ',')::int8[] AS a) AS l
+             GROUP BY b, d, k, s
+             ORDER BY b, d, k, s
              ON CONFLICT (brand, dim, key, shopper) DO UPDATE SET
                hours = (SELECT array_agg(x ORDER BY x) FROM unnest(f.hours || excluded.hours) AS x),
                last_ms = greatest(f.last_ms, excluded.last_ms)",
-            &[&brand, &dim, &key, &shopper, &added],
+            &[&brand, &dim, &key, &shopper, &hour],
         )?;
         Ok(())
     }
